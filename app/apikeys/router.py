@@ -1,0 +1,55 @@
+"""API keys for service clients (the streaming gateway, monitoring bots). Admins only."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from sqlalchemy import select
+
+from app.auth.dependencies import Admin
+from app.auth.models import ApiKey
+from app.db import SessionDep
+from app.errors import problem_responses
+from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, keyset_page
+
+from . import service
+from .schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
+
+router = APIRouter(
+    prefix="/api/v1/api-keys",
+    tags=["api-keys"],
+    responses=problem_responses(401, 403, 422, 500, 503),
+)
+
+
+@router.post("", status_code=201, responses=problem_responses(400, 413))
+async def create_api_key(
+    body: ApiKeyCreate, session: SessionDep, admin: Admin, response: Response
+) -> ApiKeyCreated:
+    """Create a key. The secret `key` is in this response only; store it now."""
+    key, secret = await service.create_api_key(session, admin.nip, body)
+    response.headers["Location"] = f"/api/v1/api-keys/{key.id}"
+    return ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), key=secret)
+
+
+@router.get("")
+async def list_api_keys(
+    session: SessionDep, _: Admin, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Page[ApiKeyOut]:
+    """All keys, revoked ones included, oldest first. Secrets are never shown."""
+    rows, next_cursor = await keyset_page(
+        session, select(ApiKey), ApiKey.id, cursor=cursor, limit=limit, key_of=lambda k: k.id
+    )
+    return Page[ApiKeyOut](
+        items=[ApiKeyOut.model_validate(k) for k in rows], next_cursor=next_cursor
+    )
+
+
+@router.get("/{key_id}", responses=problem_responses(404))
+async def read_api_key(key_id: str, session: SessionDep, _: Admin) -> ApiKeyOut:
+    return ApiKeyOut.model_validate(await service.get_api_key(session, key_id))
+
+
+@router.delete("/{key_id}", responses=problem_responses(404, 409))
+async def revoke_api_key(key_id: str, session: SessionDep, admin: Admin) -> ApiKeyOut:
+    """Revoke a key: it stops working at once. The record stays for the audit trail."""
+    return ApiKeyOut.model_validate(await service.revoke_api_key(session, admin.nip, key_id))

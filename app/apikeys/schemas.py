@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from app.schemas import InputModel, Name, OutputModel
+from app.timeutil import Instant
+
+Scope = Literal["check"]
+
+
+class ApiKeyCreate(InputModel):
+    name: Name
+    scopes: list[Scope] = Field(default=["check"], min_length=1, max_length=1)
+
+
+class ApiKeyOut(OutputModel):
+    id: str
+    name: str
+    scopes: list[Scope]
+    created_at: Instant
+    created_by: str
+    revoked_at: Instant | None
+    revoked_by: str | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The secret, for the `X-API-Key` header. Shown only here.")

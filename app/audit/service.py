@@ -1,0 +1,66 @@
+"""Appending audit events: in the caller's transaction, one chain, no gaps.
+
+Appends are serialised so that `seq` has no gaps and each `prev_hash` names the
+event before it: on PostgreSQL by a transaction-scoped advisory lock, on SQLite
+by the write lock every writing transaction already holds (`BEGIN IMMEDIATE`).
+The lock is released by the commit or rollback of the change itself, so a
+rolled-back change leaves neither an event nor a hole in the sequence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit.chain import GENESIS_HASH, event_hash
+from app.audit.models import AuditEvent
+from app.timeutil import format_instant, utcnow
+
+SYSTEM_ACTOR = "system"
+# An arbitrary constant naming "the audit chain" among this database's advisory locks.
+_CHAIN_LOCK_KEY = 0x1_2A51_A4A0
+
+
+async def append_event(
+    session: AsyncSession,
+    *,
+    actor: str,
+    action: str,
+    subject: str,
+    data: dict[str, Any],
+    unit_code: str | None = None,
+) -> AuditEvent:
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
+    last = (
+        await session.execute(
+            select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+        )
+    ).first()
+    seq, prev_hash = (last.seq + 1, last.hash) if last else (1, GENESIS_HASH)
+    at = utcnow()
+    served = {
+        "seq": seq,
+        "at": format_instant(at),
+        "actor": actor,
+        "action": action,
+        "subject": subject,
+        "data": data,
+        "prev_hash": prev_hash,
+    }
+    event = AuditEvent(
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        subject=subject,
+        unit_code=unit_code,
+        data=data,
+        prev_hash=prev_hash,
+        hash=event_hash(served),
+    )
+    session.add(event)
+    await session.flush()
+    return event

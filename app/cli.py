@@ -1,0 +1,95 @@
+"""`izin-siaran`: the operator's entry point."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from app.config import Settings, SettingsError, load_settings
+
+cli = typer.Typer(
+    name="izin-siaran",
+    help="Izin Siaran: live-stream permits under SE Bupati Kepulauan Anambas 47/2025.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL only).")] = 1,
+) -> None:
+    """Run the API with uvicorn. The database must already be migrated."""
+    import uvicorn
+
+    settings = _settings()
+    if workers > 1 and settings.effective_database_url.startswith("sqlite"):
+        typer.echo("SQLite serves one worker; use PostgreSQL for more.", err=True)
+        raise typer.Exit(2)
+    uvicorn.run(
+        "app.main:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the database (DATABASE_URL) to the newest schema."""
+    from app.migrate import head_revision, upgrade
+
+    settings = _settings()
+    upgrade(settings.effective_database_url)
+    typer.echo(f"database at revision {head_revision()}")
+
+
+@cli.command()
+def token(
+    nip: Annotated[str, typer.Argument(help="NIP of the employee the token speaks for.")],
+    minutes: Annotated[int, typer.Option(min=1, max=24 * 60, help="Lifetime.")] = 60,
+) -> None:
+    """Mint a bearer token in local mode (no AUTH_JWKS_URL)."""
+    from app.auth.local import load_or_create_signer
+    from app.org.nip import NipError, infer_employment
+
+    settings = _settings()
+    if not settings.local_auth:
+        typer.echo("Tokens come from the identity provider when AUTH_JWKS_URL is set.", err=True)
+        raise typer.Exit(2)
+    try:
+        infer_employment(nip)
+    except NipError as exc:
+        typer.echo(f"{nip} is not a valid NIP: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(load_or_create_signer(settings.data_dir).mint(settings, nip, minutes=minutes))
+
+
+@cli.command()
+def demo() -> None:
+    """Load an example organisation of Pemkab Kepulauan Anambas (safe to run twice)."""
+    from app.demo import load_demo
+
+    settings = _settings()
+    created = asyncio.run(load_demo(settings))
+    typer.echo(created)
+
+
+def main() -> None:
+    cli()

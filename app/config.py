@@ -1,0 +1,132 @@
+"""Settings, read once from the environment (and `.env`).
+
+Every name here is listed in `.env.example`. A bad value stops start-up with a
+message naming the setting, rather than failing later on a request.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.org.nip import NipError, infer_employment
+
+LOCAL_ISSUER = "urn:izin-siaran:local"
+LOCAL_AUDIENCE = "izin-siaran"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+
+    auth_jwks_url: str = ""
+    auth_issuer: str = ""
+    auth_audience: str = ""
+    auth_nip_claim: str = "sub"
+    auth_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    auth_jwks_cache_seconds: int = Field(default=300, ge=10, le=86_400)
+
+    policy_max_duration_minutes: int = Field(default=480, ge=1, le=7 * 24 * 60)
+    policy_max_lead_days: int = Field(default=90, ge=1, le=3_650)
+
+    bootstrap_admin_nips: Annotated[list[str], NoDecode] = []
+    log_level: str = "INFO"
+    max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576)
+
+    @field_validator("bootstrap_admin_nips", mode="before")
+    @classmethod
+    def _split_nips(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("bootstrap_admin_nips")
+    @classmethod
+    def _valid_nips(cls, value: list[str]) -> list[str]:
+        for nip in value:
+            try:
+                infer_employment(nip)
+            except NipError as exc:
+                raise ValueError(f"{nip!r} is not a valid NIP: {exc}") from exc
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _valid_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in logging.getLevelNamesMapping():
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if not value:
+            return value
+        for plain, driver in (
+            ("postgres://", "postgresql+asyncpg://"),
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("sqlite://", "sqlite+aiosqlite://"),
+        ):
+            if value.startswith(plain):
+                return driver + value.removeprefix(plain)
+        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError("must be a postgresql+asyncpg:// or sqlite+aiosqlite:// URL")
+        return value
+
+    @field_validator("auth_jwks_url")
+    @classmethod
+    def _jwks_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "file://")):
+            raise ValueError("must start with https:// or file://")
+        return value
+
+    @model_validator(mode="after")
+    def _remote_auth_needs_issuer_and_audience(self) -> Settings:
+        if self.auth_jwks_url and not (self.auth_issuer and self.auth_audience):
+            raise ValueError("AUTH_ISSUER and AUTH_AUDIENCE are required with AUTH_JWKS_URL")
+        return self
+
+    @property
+    def local_auth(self) -> bool:
+        """Local mode: no identity provider, the service signs its own tokens."""
+        return not self.auth_jwks_url
+
+    @cached_property
+    def issuer(self) -> str:
+        return self.auth_issuer or LOCAL_ISSUER
+
+    @cached_property
+    def audience(self) -> str:
+        return self.auth_audience or LOCAL_AUDIENCE
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'izin-siaran.db').resolve()}"
+
+
+class SettingsError(RuntimeError):
+    """Settings that cannot be used; the message names each bad variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+            lines.append(f"  {name}: {error['msg']}")
+        raise SettingsError("Invalid settings:\n" + "\n".join(lines)) from None

@@ -1,0 +1,283 @@
+"""One error hierarchy, rendered as RFC 9457 problems by one set of handlers.
+
+Domain code raises `AppError` subclasses; nothing else builds error responses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.requestctx import current_request_id
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://izin-siaran.anambaskab.go.id/problems/"
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    code: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with a machine-readable `code`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class AppError(Exception):
+    status: int = 400
+    code: str = "bad_request"
+    title: str = "Bad request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        errors: Sequence[Mapping[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        self.errors = list(errors) if errors is not None else None
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+
+class Unauthenticated(AppError):
+    status, code, title = 401, "unauthenticated", "Authentication required"
+
+    def __init__(self, detail: str, *, code: str | None = None, scheme: str = "Bearer") -> None:
+        challenge = f'{scheme} realm="izin-siaran"'
+        if code and code != "unauthenticated" and scheme == "Bearer":
+            challenge += ', error="invalid_token"'
+        super().__init__(detail, code=code, headers={"WWW-Authenticate": challenge})
+
+
+class Forbidden(AppError):
+    status, code, title = 403, "forbidden", "Forbidden"
+
+
+class NotFound(AppError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class AlreadyExists(AppError):
+    status, code, title = 409, "already_exists", "Already exists"
+
+
+class Conflict(AppError):
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class InvalidInput(AppError):
+    """422 for input that parses but breaks a rule; `errors` names the fields."""
+
+    status, code, title = 422, "validation_error", "Invalid input"
+
+
+class ServiceUnavailable(AppError):
+    status, code, title = 503, "service_unavailable", "Service unavailable"
+
+
+def field_error(loc: Sequence[str | int], msg: str, code: str) -> dict[str, Any]:
+    return {"loc": list(loc), "msg": msg, "code": code}
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    title: str | None = None,
+    errors: Sequence[Mapping[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+    instance: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + code,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if instance:
+        body["instance"] = instance
+    request_id = current_request_id()
+    if request_id:
+        body["request_id"] = request_id
+    if errors is not None:
+        body["errors"] = list(errors)
+    if extra:
+        body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+_PYDANTIC_CODES = {
+    "missing": "required",
+    "extra_forbidden": "unknown_field",
+    "timezone_aware": "naive_datetime",
+    "string_too_long": "too_long",
+    "string_too_short": "too_short",
+    "string_pattern_mismatch": "pattern_mismatch",
+    "literal_error": "not_allowed",
+    "enum": "not_allowed",
+}
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for error in exc.errors():
+        kind = str(error.get("type", "invalid"))
+        out.append(
+            field_error(
+                [p if isinstance(p, int) else str(p) for p in error.get("loc", ())],
+                str(error.get("msg", "invalid value")),
+                _PYDANTIC_CODES.get(kind, kind),
+            )
+        )
+    return out
+
+
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return problem_response(
+        exc.status,
+        exc.code,
+        exc.detail,
+        title=exc.title,
+        errors=exc.errors,
+        headers=exc.headers,
+        instance=request.url.path,
+        extra=exc.extra,
+    )
+
+
+async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _validation_errors(exc)
+    if any(e["code"] == "json_invalid" for e in errors):
+        return problem_response(
+            400,
+            "malformed_json",
+            "The request body is not valid JSON.",
+            errors=errors,
+            instance=request.url.path,
+        )
+    return problem_response(
+        422,
+        "validation_error",
+        "The request is not valid; see `errors`.",
+        title="Invalid input",
+        errors=errors,
+        instance=request.url.path,
+    )
+
+
+async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"No resource at {request.url.path}."
+    if exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}."
+    return problem_response(
+        exc.status_code,
+        code,
+        detail,
+        headers=exc.headers,
+        instance=request.url.path,
+    )
+
+
+async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("integrity error on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        409,
+        "conflict",
+        "The change conflicts with data written at the same time; retry the request.",
+        instance=request.url.path,
+    )
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        503,
+        "database_unavailable",
+        "The database is unreachable; try again shortly.",
+        headers={"Retry-After": "2"},
+        instance=request.url.path,
+    )
+
+
+def _is_connection_problem(exc: DBAPIError) -> bool:
+    return bool(exc.connection_invalidated) or isinstance(exc, OperationalError)
+
+
+async def _dbapi_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    if _is_connection_problem(exc):
+        return await _database_unavailable(request, exc)
+    raise exc
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DBAPIError, _dbapi_error)
+    app.add_exception_handler(PoolTimeoutError, _database_unavailable)
+    app.add_exception_handler(ConnectionError, _database_unavailable)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries declaring the problems an operation can return."""
+    return {
+        status: {
+            "model": Problem,
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_JSON: {}},
+        }
+        for status in statuses
+    }

@@ -1,0 +1,94 @@
+"""The ASGI application, `app.main:app`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from app import __version__
+from app.apikeys.router import router as api_keys_router
+from app.auth.jwks import RemoteKeySource, StaticKeySource, parse_jwks
+from app.auth.local import load_or_create_signer
+from app.auth.tokens import TokenVerifier
+from app.config import Settings, SettingsError, load_settings
+from app.db import Database
+from app.errors import install_error_handlers
+from app.health.router import router as health_router
+from app.logs import configure_logging
+from app.middleware import RequestContextMiddleware
+from app.migrate import require_head
+from app.org.router import router as org_router
+from app.org.service import ensure_admins
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Izin Siaran turns clause 4 of Surat Edaran Bupati Kepulauan Anambas No. 47/2025
+into a service: civil servants (ASN) ask their unit head for permission to
+live-stream from a workspace, and other services ask whether a stream is
+authorised. Errors are RFC 9457 problems with a machine-readable `code`.
+"""
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    db = Database.connect(settings.effective_database_url, pool_size=settings.database_pool_size)
+    try:
+        await require_head(db.engine)
+        if settings.bootstrap_admin_nips:
+            async with db.write() as session, session.begin():
+                await ensure_admins(session, settings.bootstrap_admin_nips)
+        if settings.local_auth:
+            signer = load_or_create_signer(settings.data_dir)
+            app.state.local_signer = signer
+            keys: StaticKeySource | RemoteKeySource = StaticKeySource(parse_jwks(signer.jwks))
+            log.warning("local auth mode: tokens are signed by the key in %s", settings.data_dir)
+        else:
+            app.state.local_signer = None
+            keys = RemoteKeySource(
+                settings.auth_jwks_url, cache_seconds=settings.auth_jwks_cache_seconds
+            )
+        app.state.token_verifier = TokenVerifier(settings, keys)
+        app.state.db = db
+        log.info("Izin Siaran %s ready on %s", __version__, db.dialect)
+        yield
+    finally:
+        await db.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    app = FastAPI(
+        title="Izin Siaran",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.include_router(health_router)
+    app.include_router(org_router)
+    app.include_router(api_keys_router)
+    return app
+
+
+def _app_from_environment() -> FastAPI:
+    try:
+        return create_app()
+    except SettingsError as exc:
+        raise SystemExit(str(exc)) from None
+
+
+app = _app_from_environment()

@@ -1,0 +1,134 @@
+"""The outermost ASGI layer: request id, body size limit, access log, last-resort 500.
+
+Written as plain ASGI (not `BaseHTTPMiddleware`) so it adds no per-request task
+and can refuse an oversized body while it streams in.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import problem_response
+from app.requestctx import set_request_id
+
+log = logging.getLogger("app.access")
+error_log = logging.getLogger("app.errors")
+
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        set_request_id(request_id)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+        limit = self.max_body_bytes
+        received = 0
+
+        declared = _header(scope, b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._send_problem(scope, send, request_id, 413, started)
+            return
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except BodyTooLarge:
+            if not response_started:
+                await self._send_problem(scope, send, request_id, 413, started)
+                return
+            raise
+        except Exception:
+            error_log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if not response_started:
+                await self._send_problem(scope, send, request_id, 500, started)
+                return
+            raise
+        self._access(scope, status, started)
+
+    async def _send_problem(
+        self, scope: Scope, send: Send, request_id: str, status: int, started: float
+    ) -> None:
+        if status == 413:
+            response = problem_response(
+                413,
+                "payload_too_large",
+                f"The request body is larger than {self.max_body_bytes} bytes.",
+                instance=scope["path"],
+            )
+        else:
+            response = problem_response(
+                500,
+                "internal_error",
+                f"An unexpected error occurred; quote request id {request_id} when reporting it.",
+                instance=scope["path"],
+            )
+        response.headers["X-Request-ID"] = request_id
+        await response({"type": "http"}, _no_receive, send)
+        self._access(scope, status, started)
+
+    @staticmethod
+    def _access(scope: Scope, status: int, started: float) -> None:
+        log.info(
+            "%s %s %d %.1fms",
+            scope["method"],
+            scope["path"],
+            status,
+            (time.perf_counter() - started) * 1000,
+        )
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    value = _header(scope, b"x-request-id")
+    if value and _VALID_REQUEST_ID.match(value):
+        return value
+    return None

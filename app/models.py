@@ -1,0 +1,8 @@
+"""Every table, imported in one place for Alembic and the tests."""
+
+from app.audit.models import AuditEvent
+from app.auth.models import ApiKey
+from app.db import Base
+from app.org.models import Delegation, Employee, Unit, Workspace
+
+__all__ = ["ApiKey", "AuditEvent", "Base", "Delegation", "Employee", "Unit", "Workspace"]

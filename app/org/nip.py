@@ -1,0 +1,107 @@
+"""NIP (Nomor Induk Pegawai) validation, part by part.
+
+PNS, 18 digits:  birth date YYYYMMDD | appointment YYYYMM | sex 1/2 | sequence NNN
+PPPK, 18 digits: birth date YYYYMMDD | first appointment YYYY | contract NN | sex 1/2 | sequence NNN
+
+Digit positions in messages are 1-based, as a person counts them on an ID card.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Literal
+
+Employment = Literal["pns", "pppk"]
+
+
+class NipError(ValueError):
+    """A NIP that is wrong; the message says which part."""
+
+
+@dataclass(frozen=True)
+class Nip:
+    value: str
+    employment: Employment
+    birth_date: date
+    appointment_year: int
+    appointment_month: int | None
+    sex: int
+    sequence: int
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _this_month() -> tuple[int, int]:
+    today = _today()
+    return today.year, today.month
+
+
+def _birth_date(nip: str) -> date:
+    try:
+        born = date(int(nip[0:4]), int(nip[4:6]), int(nip[6:8]))
+    except ValueError:
+        raise NipError(
+            f"digits 1-8 (birth date YYYYMMDD) {nip[0:8]} are not a real calendar date"
+        ) from None
+    if born.year < 1900 or born > _today():
+        raise NipError(
+            f"digits 1-8 (birth date YYYYMMDD) {nip[0:8]} are before 1900 or in the future"
+        )
+    return born
+
+
+def _sex_and_sequence(nip: str) -> tuple[int, int]:
+    sex = int(nip[14])
+    if sex not in (1, 2):
+        raise NipError(f"digit 15 (sex) must be 1 or 2, not {nip[14]}")
+    sequence = int(nip[15:18])
+    if sequence == 0:
+        raise NipError("digits 16-18 (sequence number) must not be 000")
+    return sex, sequence
+
+
+def parse_nip(nip: str, employment: Employment = "pns") -> Nip:
+    """Check every part of `nip` for the given employment; raise `NipError` naming the part."""
+    if len(nip) != 18:
+        raise NipError(f"must be exactly 18 digits, not {len(nip)} characters")
+    if not (nip.isascii() and nip.isdigit()):
+        raise NipError("must contain only the digits 0-9")
+    born = _birth_date(nip)
+    if employment == "pns":
+        year, month = int(nip[8:12]), int(nip[12:14])
+        if not 1 <= month <= 12:
+            raise NipError(f"digits 9-14 (appointment YYYYMM) {nip[8:14]} do not name a real month")
+        if (year, month) < (born.year, born.month):
+            raise NipError(
+                f"digits 9-14 (appointment YYYYMM) {nip[8:14]} precede the birth date {nip[0:8]}"
+            )
+        if (year, month) > _this_month():
+            raise NipError(f"digits 9-14 (appointment YYYYMM) {nip[8:14]} are in the future")
+        sex, sequence = _sex_and_sequence(nip)
+        return Nip(nip, "pns", born, year, month, sex, sequence)
+    year = int(nip[8:12])
+    if year < born.year:
+        raise NipError(
+            f"digits 9-12 (year of first appointment) {nip[8:12]} "
+            f"precede the birth year {born.year}"
+        )
+    if year > _this_month()[0]:
+        raise NipError(f"digits 9-12 (year of first appointment) {nip[8:12]} are in the future")
+    if nip[12:14] == "00":
+        raise NipError("digits 13-14 (contract number) must not be 00")
+    sex, sequence = _sex_and_sequence(nip)
+    return Nip(nip, "pppk", born, year, None, sex, sequence)
+
+
+def infer_employment(nip: str) -> Employment:
+    """The employment whose format `nip` fits, trying PNS first."""
+    try:
+        return parse_nip(nip, "pns").employment
+    except NipError as pns_error:
+        try:
+            return parse_nip(nip, "pppk").employment
+        except NipError:
+            raise pns_error from None

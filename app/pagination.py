@@ -1,0 +1,75 @@
+"""Keyset pagination: `{"items": [...], "next_cursor": ...}`, stable under inserts.
+
+The cursor is the sort key of the last item returned, opaque to clients.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Query
+from pydantic import BaseModel
+from sqlalchemy import Select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from app.errors import InvalidInput, field_error
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")]
+Cursor = Annotated[
+    str | None,
+    Query(max_length=512, description="`next_cursor` of the previous page."),
+]
+
+
+T = TypeVar("T")
+M = TypeVar("M")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+def encode_cursor(key: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> Any:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise InvalidInput(
+            "The cursor is not one this service issued.",
+            code="invalid_cursor",
+            errors=[field_error(["query", "cursor"], "unrecognised cursor", "invalid_cursor")],
+        ) from None
+
+
+async def keyset_page(
+    session: AsyncSession,
+    statement: Select[M],
+    key: InstrumentedAttribute[str],
+    *,
+    cursor: str | None,
+    limit: int,
+    key_of: Callable[[M], str],
+) -> tuple[Sequence[M], str | None]:
+    """One page of `statement` ordered by the unique string column `key`."""
+    if cursor is not None:
+        last = decode_cursor(cursor)
+        if not isinstance(last, str):
+            raise InvalidInput("The cursor is not one this service issued.", code="invalid_cursor")
+        statement = statement.where(key > last)
+    rows = (await session.scalars(statement.order_by(key).limit(limit + 1))).all()
+    if len(rows) > limit:
+        return rows[:limit], encode_cursor(key_of(rows[limit - 1]))
+    return rows, None
