@@ -93,3 +93,7 @@ def demo() -> None:
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

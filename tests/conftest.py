@@ -1,0 +1,177 @@
+"""Test fixtures: real databases, real keys, the real ASGI app.
+
+Every test that takes `client` runs twice, once on SQLite and once on
+PostgreSQL, each time against a freshly migrated database of its own (a copy of
+a template migrated once per session by `izin-siaran migrate`). Set
+TEST_DATABASES=sqlite (or postgresql) to run one backend only. Under CI=true an
+unreachable PostgreSQL fails the run instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.config import Settings
+from app.main import create_app
+from tests.support import ADMIN_NIP, AUDIENCE, ISSUER, KeyRing, Org, Tokens
+
+BACKENDS = [b.strip() for b in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",")]
+PG_ADMIN_DSN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `izin-siaran` console entry point in a child process."""
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_", "AUTH_", "DATA_DIR", "BOOTSTRAP_", "POLICY_"))
+    }
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=full_env,
+        cwd=kwargs.pop("cwd", PROJECT_DIR),
+        capture_output=True,
+        text=True,
+        timeout=kwargs.pop("timeout", 120),
+        check=False,
+        **kwargs,
+    )
+
+
+def _pg_dsn(database: str) -> str:
+    base, _, _ = PG_ADMIN_DSN.rpartition("/")
+    return f"{base}/{database}"
+
+
+async def _pg_admin(*statements: str) -> None:
+    connection = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+def _blocking(coroutine: Any) -> Any:
+    """Run a coroutine to completion from sync code, even inside a running event loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A PostgreSQL database migrated once, cloned for every test."""
+    try:
+        _blocking(_pg_admin("SELECT 1"))
+    except (OSError, asyncpg.PostgresError) as exc:
+        message = f"PostgreSQL unreachable at {PG_ADMIN_DSN}: {exc}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"izs_tmpl_{uuid.uuid4().hex[:12]}"
+    _blocking(_pg_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        result = run_cli("migrate", env={"DATABASE_URL": _pg_dsn(name)})
+        assert result.returncode == 0, result.stderr
+        yield name
+    finally:
+        _blocking(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    result = run_cli("migrate", env={"DATABASE_URL": f"sqlite:///{path}"})
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def database_url(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[str]:
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "izin-siaran.db"
+        shutil.copyfile(template, path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    template_name: str = request.getfixturevalue("pg_template")
+    name = f"izs_test_{uuid.uuid4().hex[:12]}"
+    await _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
+    try:
+        yield _pg_dsn(name).replace("postgresql://", "postgresql+asyncpg://", 1)
+    finally:
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def keyring(tmp_path_factory: pytest.TempPathFactory) -> KeyRing:
+    return KeyRing.generate(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture
+def settings(database_url: str, keyring: KeyRing, tmp_path: Path) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        auth_jwks_url=keyring.jwks_url,
+        auth_issuer=ISSUER,
+        auth_audience=AUDIENCE,
+        bootstrap_admin_nips=[ADMIN_NIP],
+        log_level="WARNING",
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://izin-siaran.test") as http:
+        yield http
+
+
+@pytest.fixture
+def tokens(keyring: KeyRing) -> Tokens:
+    return Tokens(keyring)
+
+
+@pytest.fixture
+def org(client: httpx.AsyncClient, tokens: Tokens) -> Org:
+    return Org(client, tokens)

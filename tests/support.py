@@ -1,0 +1,200 @@
+"""Builders shared by the tests: keys and tokens, NIPs, an organisation made through the API."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+ISSUER = "https://sso.anambaskab.go.id/realms/asn"
+AUDIENCE = "izin-siaran"
+ADMIN_NIP = "198904042014021003"
+
+_sequence = itertools.count(1)
+
+
+def make_nip(*, employment: str = "pns", sex: int = 1) -> str:
+    """A fresh, valid NIP (PNS) or NI PPPK, different on every call."""
+    n = next(_sequence)
+    day = 1 + (n // 999) % 28
+    seq = 1 + n % 999
+    if employment == "pppk":
+        return f"199001{day:02d}2023{1 + n % 99:02d}{sex}{seq:03d}"
+    return f"198505{day:02d}201003{sex}{seq:03d}"
+
+
+def make_code(prefix: str = "U") -> str:
+    return f"{prefix}{next(_sequence):05d}"
+
+
+@dataclass
+class KeyRing:
+    """Signing keys of a made-up identity provider, and its JWKS file."""
+
+    folder: Path
+    rsa: rsa.RSAPrivateKey
+    ec: ec.EllipticCurvePrivateKey
+    ed: ed25519.Ed25519PrivateKey
+    kids: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def generate(cls, folder: Path) -> KeyRing:
+        ring = cls(
+            folder=folder,
+            rsa=rsa.generate_private_key(public_exponent=65537, key_size=2048),
+            ec=ec.generate_private_key(ec.SECP256R1()),
+            ed=ed25519.Ed25519PrivateKey.generate(),
+            kids={"RS256": "rsa-1", "ES256": "ec-1", "EdDSA": "ed-1"},
+        )
+        ring.write_jwks()
+        return ring
+
+    @property
+    def jwks_path(self) -> Path:
+        return self.folder / "jwks.json"
+
+    @property
+    def jwks_url(self) -> str:
+        return self.jwks_path.as_uri()
+
+    def private_key(self, alg: str) -> Any:
+        return {"RS256": self.rsa, "ES256": self.ec, "EdDSA": self.ed}[alg]
+
+    def public_jwks(self, extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        keys = []
+        for alg, algorithm in (
+            ("RS256", RSAAlgorithm),
+            ("ES256", ECAlgorithm),
+            ("EdDSA", OKPAlgorithm),
+        ):
+            jwk = json.loads(algorithm.to_jwk(self.private_key(alg).public_key()))  # type: ignore[attr-defined]
+            jwk.update({"kid": self.kids[alg], "alg": alg, "use": "sig"})
+            keys.append(jwk)
+        return {"keys": keys + (extra or [])}
+
+    def write_jwks(self, extra: list[dict[str, Any]] | None = None) -> None:
+        self.jwks_path.write_text(json.dumps(self.public_jwks(extra)))
+
+
+class Tokens:
+    def __init__(self, keyring: KeyRing) -> None:
+        self.keyring = keyring
+
+    def claims(self, nip: str, **overrides: Any) -> dict[str, Any]:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": nip,
+            "iat": now,
+            "exp": now + 600,
+        }
+        claims.update(overrides)
+        return {k: v for k, v in claims.items() if v is not None}
+
+    def mint(
+        self, nip: str, *, alg: str = "RS256", headers: dict[str, Any] | None = None, **claims: Any
+    ) -> str:
+        header = {"kid": self.keyring.kids[alg], **(headers or {})}
+        return jwt.encode(
+            self.claims(nip, **claims), self.keyring.private_key(alg), algorithm=alg, headers=header
+        )
+
+    def auth(self, nip: str, **kwargs: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.mint(nip, **kwargs)}"}
+
+
+def assert_problem(
+    response: httpx.Response, status: int, code: str | None = None
+) -> dict[str, Any]:
+    """The response is an RFC 9457 problem with this status (and code)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+    body = response.json()
+    for member in ("type", "title", "status", "detail", "code"):
+        assert member in body, body
+    assert body["status"] == status
+    if code is not None:
+        assert body["code"] == code, body
+    assert "Traceback" not in response.text
+    return body
+
+
+class Org:
+    """Builds organisation records through the API, as the bootstrap admin."""
+
+    def __init__(self, client: httpx.AsyncClient, tokens: Tokens) -> None:
+        self.client = client
+        self.tokens = tokens
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return self.tokens.auth(ADMIN_NIP)
+
+    def as_(self, nip: str) -> dict[str, str]:
+        return self.tokens.auth(nip)
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self.client.post(path, json=body, headers=self.admin)
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    async def employee(
+        self,
+        *,
+        unit_code: str | None = None,
+        roles: list[str] | None = None,
+        employment: str = "pns",
+        **fields: Any,
+    ) -> dict[str, Any]:
+        body = {
+            "nip": make_nip(employment=employment),
+            "name": "Pegawai Uji",
+            "employment": employment,
+            "unit_code": unit_code,
+            "roles": roles or [],
+            **fields,
+        }
+        return await self._post("/api/v1/employees", body)
+
+    async def unit(
+        self, *, head_nip: str | None = None, parent_code: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        body = {
+            "code": make_code("U"),
+            "name": "Unit Uji",
+            "parent_code": parent_code,
+            "head_nip": head_nip,
+            **fields,
+        }
+        return await self._post("/api/v1/units", body)
+
+    async def workspace(
+        self, unit_code: str, *, kind: str = "administrative", **fields: Any
+    ) -> dict[str, Any]:
+        body = {
+            "code": make_code("W"),
+            "name": "Ruang Uji",
+            "unit_code": unit_code,
+            "kind": kind,
+            **fields,
+        }
+        return await self._post("/api/v1/workspaces", body)
+
+    async def unit_with_head(self, **fields: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A unit whose head is a new employee of that unit."""
+        unit = await self.unit(**fields)
+        head = await self.employee(unit_code=unit["code"], position="Kepala")
+        response = await self.client.patch(
+            f"/api/v1/units/{unit['code']}", json={"head_nip": head["nip"]}, headers=self.admin
+        )
+        assert response.status_code == 200, response.text
+        return response.json(), head
