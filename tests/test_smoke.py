@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-pytestmark = pytest.mark.anyio
-
 from tests.support import ADMIN_NIP, Org
+
+pytestmark = pytest.mark.anyio
 
 
 async def test_bootstrap_admin_reads_me(client: httpx.AsyncClient, org: Org) -> None:
