@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from logging.config import fileConfig
+from pathlib import Path
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -23,7 +24,13 @@ def _url() -> str:
     return config.get_main_option("sqlalchemy.url") or load_settings().effective_database_url
 
 
+# Serialises `izin-siaran migrate` run by several instances starting at once.
+_MIGRATION_LOCK_KEY = 0x1_2A51_A4A1
+
+
 def _run(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -37,8 +44,6 @@ def _run(connection: Connection) -> None:
 async def _run_online() -> None:
     url = _url()
     if url.startswith("sqlite"):
-        from pathlib import Path
-
         Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, pool_size=1)
     try:

@@ -1,0 +1,45 @@
+# The two commands of the README: `make run` and `make test`.
+# Both create .venv from the locked requirements on first use.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck check lock clean
+
+$(STAMP): requirements/dev.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Serve the API on http://127.0.0.1:8000 (SQLite in ./data, local-mode auth).
+run: $(STAMP)
+	$(BIN)/izin-siaran migrate
+	exec $(BIN)/izin-siaran serve
+
+## The whole test suite, on SQLite and on PostgreSQL (127.0.0.1:5432).
+test: $(STAMP)
+	$(BIN)/python -m pytest --cov=app --cov-report=term:skip-covered
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+## Re-resolve the locked requirements after editing pyproject.toml.
+lock: $(STAMP)
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 -o requirements/main.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements/dev.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
