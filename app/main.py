@@ -14,6 +14,7 @@ from app.apikeys.router import router as api_keys_router
 from app.auth.jwks import RemoteKeySource, StaticKeySource, parse_jwks
 from app.auth.local import load_or_create_signer
 from app.auth.tokens import TokenVerifier
+from app.authorizations.router import router as authorizations_router
 from app.config import Settings, SettingsError, load_settings
 from app.db import Database
 from app.errors import install_error_handlers
@@ -23,6 +24,7 @@ from app.middleware import RequestContextMiddleware
 from app.migrate import require_head
 from app.org.router import router as org_router
 from app.org.service import ensure_admins
+from app.permits.router import router as permits_router
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(org_router)
     app.include_router(api_keys_router)
+    app.include_router(permits_router)
+    app.include_router(authorizations_router)
     return app
 
 

@@ -4,5 +4,16 @@ from app.audit.models import AuditEvent
 from app.auth.models import ApiKey
 from app.db import Base
 from app.org.models import Delegation, Employee, Unit, Workspace
+from app.permits.models import IdempotencyRecord, Permit
 
-__all__ = ["ApiKey", "AuditEvent", "Base", "Delegation", "Employee", "Unit", "Workspace"]
+__all__ = [
+    "ApiKey",
+    "AuditEvent",
+    "Base",
+    "Delegation",
+    "Employee",
+    "IdempotencyRecord",
+    "Permit",
+    "Unit",
+    "Workspace",
+]

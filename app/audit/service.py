@@ -9,6 +9,7 @@ rolled-back change leaves neither an event nor a hole in the sequence.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select, text
@@ -64,3 +65,8 @@ async def append_event(
     session.add(event)
     await session.flush()
     return event
+
+
+async def events_of_subject(session: AsyncSession, subject: str) -> Sequence[AuditEvent]:
+    statement = select(AuditEvent).where(AuditEvent.subject == subject).order_by(AuditEvent.seq)
+    return (await session.scalars(statement)).all()

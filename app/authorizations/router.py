@@ -1,0 +1,103 @@
+"""`GET /api/v1/authorizations/check`: for gateways, bots and guards (SPEC §5)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel
+
+from app.auth.dependencies import CurrentPrincipal
+from app.authorizations import service
+from app.db import SessionDep
+from app.errors import Forbidden, InvalidInput, field_error, problem_responses
+from app.permits.service import channel_key
+from app.timeutil import format_instant, utcnow
+
+router = APIRouter(prefix="/api/v1/authorizations", tags=["authorizations"])
+
+Reason = Literal[
+    "approved",
+    "no_permit",
+    "pending",
+    "denied",
+    "revoked",
+    "cancelled",
+    "expired",
+    "not_started",
+    "ended",
+    "unknown_employee",
+    "unknown_workspace",
+    "employee_inactive",
+]
+
+
+class CheckedPermit(BaseModel):
+    id: str
+    requester_nip: str
+    workspace_code: str
+    platform: str
+    channel: str
+    starts_at: str
+    ends_at: str
+
+
+class CheckResult(BaseModel):
+    authorized: bool
+    reason: Reason
+    checked_at: str
+    permit: CheckedPermit | None
+
+
+@router.get(
+    "/check",
+    response_model=CheckResult,
+    responses=problem_responses(401, 403, 422, 500, 503),
+)
+async def check(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    nip: Annotated[str | None, Query(max_length=32)] = None,
+    workspace_code: Annotated[str | None, Query(max_length=32)] = None,
+    platform: Annotated[
+        Literal["youtube", "tiktok", "instagram", "facebook", "x", "other"] | None, Query()
+    ] = None,
+    channel: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    at: Annotated[AwareDatetime | None, Query(description="Default: now.")] = None,
+) -> JSONResponse:
+    """Is this stream authorised at `at`? Give `nip` + `workspace_code`, or `platform` + `channel`.
+
+    Always 200 for a well-formed query; never cached; never stale after a revocation.
+    """
+    if principal.api_key is not None and not principal.has_scope("check"):
+        raise Forbidden("This API key lacks the `check` scope.", code="insufficient_scope")
+    by_employee = nip is not None or workspace_code is not None
+    by_channel = platform is not None or channel is not None
+    if (
+        by_employee == by_channel
+        or (by_employee and not (nip and workspace_code))
+        or (by_channel and not (platform and channel))
+    ):
+        raise InvalidInput(
+            "Give either `nip` and `workspace_code`, or `platform` and `channel`.",
+            code="invalid_check_query",
+            errors=[
+                field_error(["query"], "one complete pair of parameters", "invalid_check_query")
+            ],
+        )
+    checked_at = utcnow()
+    instant = at or checked_at
+    if nip is not None and workspace_code is not None:
+        answer = await service.check_employee_workspace(session, nip, workspace_code, instant)
+    else:
+        assert platform is not None
+        assert channel is not None
+        answer = await service.check_channel(session, platform, channel_key(channel), instant)
+    body: dict[str, Any] = {
+        "authorized": answer.authorized,
+        "reason": answer.reason,
+        "checked_at": format_instant(checked_at),
+        "permit": answer.permit,
+    }
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})

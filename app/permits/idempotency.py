@@ -1,0 +1,102 @@
+"""`Idempotency-Key` on submissions and decisions (SPEC §4).
+
+A retry with the same key and request replays the first response and changes
+nothing; the same key with another request is a 422; keys are scoped to the
+caller and kept 24 hours. The record is written in the same transaction as the
+change it describes, so a replay exists exactly when the change does. While the
+first request is still running, a concurrent duplicate gets 409 instead of
+waiting (PostgreSQL: a try-lock on the key; SQLite: writers are serialised, so
+the duplicate simply runs after the first and replays it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+import rfc8785
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import Conflict, InvalidInput, field_error
+from app.permits.models import IdempotencyRecord
+from app.timeutil import utcnow
+
+KEEP_FOR = timedelta(hours=24)
+MAX_KEY_LENGTH = 200
+
+
+def request_fingerprint(method: str, path: str, body: Any) -> str:
+    canonical = rfc8785.dumps({"method": method, "path": path, "body": body})
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def check_key(key: str) -> str:
+    if not (0 < len(key) <= MAX_KEY_LENGTH) or not key.isprintable():
+        raise InvalidInput(
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters.",
+            code="invalid_idempotency_key",
+            errors=[
+                field_error(["header", "Idempotency-Key"], "invalid", "invalid_idempotency_key")
+            ],
+        )
+    return key
+
+
+async def previous_response(
+    session: AsyncSession, principal: str, key: str, fingerprint: str
+) -> IdempotencyRecord | None:
+    """The stored first response for this key, or None when the request should run."""
+    if session.get_bind().dialect.name == "postgresql":
+        locked = await session.scalar(
+            select(func.pg_try_advisory_xact_lock(func.hashtextextended(f"{principal}\n{key}", 0)))
+        )
+        if not locked:
+            raise Conflict(
+                "A request with this Idempotency-Key is still being processed; retry shortly.",
+                code="idempotency_in_flight",
+                headers={"Retry-After": "1"},
+            )
+    record = await session.get(IdempotencyRecord, (principal, key))
+    if record is None:
+        return None
+    if record.created_at <= utcnow() - KEEP_FOR:
+        await session.delete(record)
+        await session.flush()
+        return None
+    if record.request_sha256 != fingerprint:
+        raise InvalidInput(
+            "This Idempotency-Key was used for a different request.",
+            code="idempotency_key_reused",
+            errors=[field_error(["header", "Idempotency-Key"], "reused", "idempotency_key_reused")],
+        )
+    return record
+
+
+async def remember(
+    session: AsyncSession,
+    principal: str,
+    key: str,
+    fingerprint: str,
+    status_code: int,
+    response: dict[str, Any],
+) -> None:
+    session.add(
+        IdempotencyRecord(
+            principal=principal,
+            key=key,
+            request_sha256=fingerprint,
+            status_code=status_code,
+            response=response,
+            created_at=utcnow(),
+        )
+    )
+    await session.flush()
+
+
+async def forget_expired(session: AsyncSession) -> int:
+    result = await session.execute(
+        delete(IdempotencyRecord).where(IdempotencyRecord.created_at <= utcnow() - KEEP_FOR)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

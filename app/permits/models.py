@@ -1,0 +1,74 @@
+"""Permits (izin siaran langsung) and the idempotency records of their requests."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, UTCDateTime
+
+PLATFORMS = ("youtube", "tiktok", "instagram", "facebook", "x", "other")
+PURPOSES = ("official", "public_service", "public_information", "education", "personal")
+STATUSES = ("pending", "approved", "denied", "cancelled", "expired", "revoked")
+CAPACITIES = ("head", "plh", "plt", "parent_head")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Permit(Base):
+    __tablename__ = "permits"
+    __table_args__ = (
+        CheckConstraint(_in("platform", PLATFORMS), name="platform"),
+        CheckConstraint(_in("purpose", PURPOSES), name="purpose"),
+        CheckConstraint(_in("status", STATUSES), name="status"),
+        CheckConstraint("ends_at > starts_at", name="window"),
+        # The check by employee and workspace, and by platform and channel.
+        Index("ix_permits_requester_workspace", "requester_nip", "workspace_code", "starts_at"),
+        Index("ix_permits_channel", "platform", "channel_key", "starts_at"),
+        Index("ix_permits_workspace_starts_at", "workspace_code", "starts_at"),
+        Index("ix_permits_unit_status", "unit_code", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    requester_nip: Mapped[str] = mapped_column(ForeignKey("employees.nip"))
+    workspace_code: Mapped[str] = mapped_column(ForeignKey("workspaces.code"))
+    unit_code: Mapped[str] = mapped_column(ForeignKey("units.code"))
+    platform: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(200))
+    # `channel` folded for matching: lower case, without a leading "@".
+    channel_key: Mapped[str] = mapped_column(String(200))
+    purpose: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attestations: Mapped[dict[str, bool]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    decided_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    decided_as: Mapped[str | None] = mapped_column(String(16), default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    decision_note: Mapped[str | None] = mapped_column(Text, default=None)
+    closed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    close_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class IdempotencyRecord(Base):
+    """The first response to an `Idempotency-Key`, replayed for 24 hours."""
+
+    __tablename__ = "idempotency_records"
+
+    principal: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
