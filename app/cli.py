@@ -82,6 +82,17 @@ def token(
 
 
 @cli.command()
+def sweep() -> None:
+    """Record `expired` on pending permits whose window has begun; forget idempotency keys
+    older than 24 h. Safe to run on many instances at once (e.g. from cron every minute)."""
+    from app.sweeper import sweep_once
+
+    settings = _settings()
+    expired, forgotten = asyncio.run(sweep_once(settings))
+    typer.echo(f"expired {expired} permit(s); forgot {forgotten} idempotency key(s)")
+
+
+@cli.command()
 def demo() -> None:
     """Load an example organisation of Pemkab Kepulauan Anambas (safe to run twice)."""
     from app.demo import load_demo

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     policy_max_duration_minutes: int = Field(default=480, ge=1, le=7 * 24 * 60)
     policy_max_lead_days: int = Field(default=90, ge=1, le=3_650)
 
+    sweep_interval_seconds: float = Field(default=0, ge=0, le=86_400)
+
     bootstrap_admin_nips: Annotated[list[str], NoDecode] = []
     log_level: str = "INFO"
     max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576)

@@ -25,6 +25,7 @@ from app.migrate import require_head
 from app.org.router import router as org_router
 from app.org.service import ensure_admins
 from app.permits.router import router as permits_router
+from app.sweeper import periodic_sweep
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.token_verifier = TokenVerifier(settings, keys)
         app.state.db = db
         log.info("Izin Siaran %s ready on %s", __version__, db.dialect)
-        yield
+        async with periodic_sweep(db, settings.sweep_interval_seconds):
+            yield
     finally:
         await db.dispose()
 
