@@ -198,3 +198,51 @@ class Org:
         )
         assert response.status_code == 200, response.text
         return response.json(), head
+
+
+class ServerProcess:
+    """A real `izin-siaran serve` (uvicorn) in a child process, on a free loopback port."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        import os
+        import socket
+        import subprocess
+        import sys
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, **env}
+        self.log = cwd / f"server-{self.port}.log"
+        self._log_handle = self.log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
+            env=full_env,
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)  # polling for start-up, not synchronising the test
+        raise RuntimeError(f"server not ready after {timeout}s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except Exception:
+                self.process.kill()
+                self.process.wait()
+        self._log_handle.close()

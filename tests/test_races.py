@@ -1,0 +1,293 @@
+"""Races against real server processes: two uvicorn instances sharing one PostgreSQL
+database, one instance on SQLite (SPEC §4: exactly one concurrent decision wins;
+approved permits of a workspace never overlap; concurrent idempotent retries
+create one permit; the audit chain stays gap-free).
+
+Repeat with RACE_REPEAT=20 to run each race twenty times in one session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import rfc8785
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.support import (
+    ADMIN_NIP,
+    AUDIENCE,
+    ISSUER,
+    KeyRing,
+    ServerProcess,
+    Tokens,
+    make_code,
+    make_nip,
+)
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+REPEAT = int(os.environ.get("RACE_REPEAT", "1"))
+ATTESTATIONS = {
+    name: True
+    for name in (
+        "no_uniform_misuse",
+        "no_confidential_information",
+        "no_disparagement",
+        "no_demeaning_content",
+        "no_sara_hoax_or_negative_content",
+        "political_neutrality",
+    )
+}
+
+
+def permit_body(workspace_code: str, start: datetime, minutes: int = 60) -> dict[str, Any]:
+    return {
+        "workspace_code": workspace_code,
+        "platform": "youtube",
+        "channel": "@uji.siaran",
+        "purpose": "public_information",
+        "title": "Siaran uji",
+        "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(minutes=minutes)).isoformat(),
+        "attestations": ATTESTATIONS,
+    }
+
+
+@pytest.fixture
+def servers(
+    backend: str, database_url: str, keyring: KeyRing, tmp_path: Path
+) -> Iterator[list[ServerProcess]]:
+    env = {
+        "DATABASE_URL": database_url,
+        "DATA_DIR": str(tmp_path / "data"),
+        "AUTH_JWKS_URL": keyring.jwks_url,
+        "AUTH_ISSUER": ISSUER,
+        "AUTH_AUDIENCE": AUDIENCE,
+        "BOOTSTRAP_ADMIN_NIPS": ADMIN_NIP,
+        "LOG_LEVEL": "WARNING",
+        "SWEEP_INTERVAL_SECONDS": "0",
+    }
+    count = 2 if backend == "postgresql" else 1
+    started: list[ServerProcess] = []
+    try:
+        for _ in range(count):
+            server = ServerProcess(env, tmp_path)
+            started.append(server)
+            server.wait_ready()
+        yield started
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        yield client
+
+
+class Scene:
+    """An organisation made through server 0: a unit, its head, a Plh, a requester, a workspace."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, servers: list[ServerProcess], tokens: Tokens
+    ) -> None:
+        self.http, self.servers, self.tokens = http, servers, tokens
+
+    def url(self, i: int, path: str) -> str:
+        return self.servers[i % len(self.servers)].base_url + path
+
+    async def post(
+        self, path: str, body: Any, nip: str, i: int = 0, **headers: str
+    ) -> httpx.Response:
+        return await self.http.post(
+            self.url(i, path), json=body, headers={**self.tokens.auth(nip), **headers}
+        )
+
+    async def build(self) -> Scene:
+        admin = ADMIN_NIP
+        self.unit = make_code("R")
+        assert (
+            await self.post("/api/v1/units", {"code": self.unit, "name": "Unit"}, admin)
+        ).status_code == 201
+        self.head, self.plh, self.requester = make_nip(), make_nip(), make_nip()
+        for nip in (self.head, self.plh, self.requester):
+            body = {"nip": nip, "name": "Pegawai", "unit_code": self.unit}
+            assert (await self.post("/api/v1/employees", body, admin)).status_code == 201
+        patch = await self.http.patch(
+            self.url(0, f"/api/v1/units/{self.unit}"),
+            json={"head_nip": self.head},
+            headers=self.tokens.auth(admin),
+        )
+        assert patch.status_code == 200
+        now = datetime.now(UTC)
+        delegation = {
+            "delegate_nip": self.plh,
+            "kind": "plh",
+            "starts_at": now.isoformat(),
+            "ends_at": (now + timedelta(days=1)).isoformat(),
+            "reason": "Kepala dinas luar",
+        }
+        assert (
+            await self.post(f"/api/v1/units/{self.unit}/delegations", delegation, admin)
+        ).status_code == 201
+        self.workspace = make_code("RW")
+        body = {"code": self.workspace, "name": "Ruang", "unit_code": self.unit, "kind": "studio"}
+        assert (await self.post("/api/v1/workspaces", body, admin)).status_code == 201
+        return self
+
+    async def submit(self, start: datetime, minutes: int = 60, i: int = 0) -> str:
+        response = await self.post(
+            "/api/v1/permits", permit_body(self.workspace, start, minutes), self.requester, i
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+
+async def _verify_chain(database_url: str) -> int:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    text(
+                        "SELECT seq, at, actor, action, subject, data, prev_hash, hash FROM audit_events ORDER BY seq"
+                    )
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    previous = "0" * 64
+    for expected_seq, row in enumerate(rows, start=1):
+        assert row.seq == expected_seq
+        assert row.prev_hash == previous
+        at = row.at if isinstance(row.at, datetime) else datetime.fromisoformat(str(row.at))
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        data = row.data if isinstance(row.data, dict) else __import__("json").loads(row.data)
+        event = {
+            "seq": row.seq,
+            "at": at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "actor": row.actor,
+            "action": row.action,
+            "subject": row.subject,
+            "data": data,
+            "prev_hash": row.prev_hash,
+        }
+        assert hashlib.sha256(rfc8785.dumps(event)).hexdigest() == row.hash
+        previous = row.hash
+    return len(rows)
+
+
+@pytest.mark.parametrize("round_", range(REPEAT))
+async def test_exactly_one_concurrent_decision_wins(
+    round_: int,
+    servers: list[ServerProcess],
+    http: httpx.AsyncClient,
+    tokens: Tokens,
+    database_url: str,
+) -> None:
+    scene = await Scene(http, servers, tokens).build()
+    permit_id = await scene.submit(datetime.now(UTC) + timedelta(hours=1))
+    attempts = []
+    for i in range(20):
+        decider = (scene.head, scene.plh)[i % 2]
+        if i % 3 == 0:
+            attempts.append(
+                scene.post(f"/api/v1/permits/{permit_id}/deny", {"reason": "bentrok"}, decider, i)
+            )
+        else:
+            attempts.append(scene.post(f"/api/v1/permits/{permit_id}/approve", {}, decider, i))
+    responses = await asyncio.gather(*attempts)
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses[200] == 1, [r.text for r in responses if r.status_code != 409]
+    assert statuses[409] == 19
+    assert all(r.json()["code"] == "invalid_transition" for r in responses if r.status_code == 409)
+    final = await http.get(
+        scene.url(1, f"/api/v1/permits/{permit_id}"), headers=tokens.auth(ADMIN_NIP)
+    )
+    assert final.json()["version"] == 2
+    assert await _verify_chain(database_url) > 0
+
+
+@pytest.mark.parametrize("round_", range(REPEAT))
+async def test_overlapping_approvals_of_one_workspace_admit_one(
+    round_: int,
+    servers: list[ServerProcess],
+    http: httpx.AsyncClient,
+    tokens: Tokens,
+    database_url: str,
+) -> None:
+    scene = await Scene(http, servers, tokens).build()
+    start = datetime.now(UTC) + timedelta(hours=2)
+    # Ten permits whose windows all share the hour [start+30m, start+60m).
+    ids = [await scene.submit(start + timedelta(minutes=3 * k), minutes=60, i=k) for k in range(10)]
+    responses = await asyncio.gather(
+        *(
+            scene.post(f"/api/v1/permits/{pid}/approve", {}, (scene.head, scene.plh)[k % 2], k)
+            for k, pid in enumerate(ids)
+        )
+    )
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses[200] == 1, [r.text for r in responses]
+    assert statuses[409] == 9
+    winner = next(r.json()["id"] for r in responses if r.status_code == 200)
+    for response in responses:
+        if response.status_code == 409:
+            problem = response.json()
+            assert problem["code"] == "workspace_conflict"
+            assert problem["conflicting_permit_id"] == winner
+    assert await _verify_chain(database_url) > 0
+
+
+@pytest.mark.parametrize("round_", range(REPEAT))
+async def test_back_to_back_windows_all_approve(
+    round_: int, servers: list[ServerProcess], http: httpx.AsyncClient, tokens: Tokens
+) -> None:
+    scene = await Scene(http, servers, tokens).build()
+    start = (datetime.now(UTC) + timedelta(hours=3)).replace(second=0, microsecond=0)
+    ids = [await scene.submit(start + timedelta(minutes=30 * k), minutes=30, i=k) for k in range(8)]
+    responses = await asyncio.gather(
+        *(
+            scene.post(f"/api/v1/permits/{pid}/approve", {}, scene.head, k)
+            for k, pid in enumerate(ids)
+        )
+    )
+    assert [r.status_code for r in responses] == [200] * 8, [r.text for r in responses]
+
+
+@pytest.mark.parametrize("round_", range(REPEAT))
+async def test_concurrent_retries_with_one_idempotency_key_create_one_permit(
+    round_: int, servers: list[ServerProcess], http: httpx.AsyncClient, tokens: Tokens
+) -> None:
+    scene = await Scene(http, servers, tokens).build()
+    body = permit_body(scene.workspace, datetime.now(UTC) + timedelta(hours=4))
+    responses = await asyncio.gather(
+        *(
+            scene.post(
+                "/api/v1/permits", body, scene.requester, i, **{"Idempotency-Key": "retry-1"}
+            )
+            for i in range(12)
+        )
+    )
+    created = {r.json()["id"] for r in responses if r.status_code == 201}
+    assert len(created) == 1, [r.text for r in responses]
+    for response in responses:
+        assert response.status_code in (201, 409), response.text
+        if response.status_code == 409:
+            assert response.json()["code"] == "idempotency_in_flight"
+    listing = await http.get(
+        scene.url(0, f"/api/v1/permits?workspace_code={scene.workspace}"),
+        headers=tokens.auth(ADMIN_NIP),
+    )
+    assert [p["id"] for p in listing.json()["items"]] == list(created)
