@@ -102,6 +102,90 @@ def demo() -> None:
     typer.echo(created)
 
 
+audit_cli = typer.Typer(help="Verify the audit chain and print its head.", no_args_is_help=True)
+cli.add_typer(audit_cli, name="audit")
+
+
+async def _verify_database(settings: Settings) -> dict[str, object]:
+    from app.audit import queries
+    from app.audit.verify import verify_stream
+    from app.db import Database
+
+    db = Database.connect(settings.effective_database_url, pool_size=1)
+    try:
+        walk = queries.walk(db, queries.filtered(queries.EventFilters()))
+        return (await verify_stream(walk)).as_json()
+    finally:
+        await db.dispose()
+
+
+def _verify_api(url: str, token: str) -> dict[str, object]:
+    import httpx
+
+    from app.audit.verify import ChainVerifier
+
+    verifier = ChainVerifier()
+    cursor: str | None = None
+    with httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    ) as http:
+        while True:
+            params: dict[str, str | int] = {"limit": 200}
+            if cursor:
+                params["cursor"] = cursor
+            response = http.get("/api/v1/audit/events", params=params)
+            response.raise_for_status()
+            page = response.json()
+            if not verifier.feed(page["items"]) or not page["next_cursor"]:
+                return verifier.report.as_json()
+            cursor = page["next_cursor"]
+
+
+@audit_cli.command("verify")
+def audit_verify(
+    url: Annotated[
+        str | None,
+        typer.Option(help="Verify through a running service's API instead of the database."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="IZIN_SIARAN_TOKEN", help="Auditor's bearer token (with --url)."),
+    ] = None,
+) -> None:
+    """Recompute every hash of the chain; exit 1 if it is broken."""
+    import json
+
+    if url is not None:
+        if not token:
+            typer.echo("--url needs --token (or IZIN_SIARAN_TOKEN)", err=True)
+            raise typer.Exit(2)
+        result = _verify_api(url, token)
+    else:
+        result = asyncio.run(_verify_database(_settings()))
+    typer.echo(json.dumps(result))
+    if not result["valid"]:
+        raise typer.Exit(1)
+
+
+@audit_cli.command("head")
+def audit_head() -> None:
+    """Print the newest event's seq, hash and time, for an auditor to keep outside the service."""
+    from app.audit import queries
+    from app.db import Database
+
+    async def head() -> str:
+        db = Database.connect(_settings().effective_database_url, pool_size=1)
+        try:
+            newest = await queries.head(db)
+        finally:
+            await db.dispose()
+        if newest is None:
+            return "0 " + "0" * 64
+        return f"{newest.seq} {newest.hash} {newest.at}"
+
+    typer.echo(asyncio.run(head()))
+
+
 def main() -> None:
     cli()
 

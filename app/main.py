@@ -11,6 +11,7 @@ from fastapi.routing import APIRoute
 
 from app import __version__
 from app.apikeys.router import router as api_keys_router
+from app.audit.router import router as audit_router
 from app.auth.jwks import RemoteKeySource, StaticKeySource, parse_jwks
 from app.auth.local import load_or_create_signer
 from app.auth.tokens import TokenVerifier
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_keys_router)
     app.include_router(permits_router)
     app.include_router(authorizations_router)
+    app.include_router(audit_router)
     return app
 
 

@@ -1,0 +1,74 @@
+"""Reading the audit log: filters, keyset pages by `seq`, and batched walks for exports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, select
+
+from app.audit.models import AuditEvent
+from app.audit.schemas import AuditEventOut
+from app.db import Database
+
+BATCH = 1000
+
+
+@dataclass(frozen=True)
+class EventFilters:
+    since: datetime | None = None
+    until: datetime | None = None
+    actor: str | None = None
+    action: str | None = None
+    subject: str | None = None
+    unit_code: str | None = None
+
+
+def filtered(filters: EventFilters) -> Select[AuditEvent]:
+    statement = select(AuditEvent)
+    if filters.since is not None:
+        statement = statement.where(AuditEvent.at >= filters.since)
+    if filters.until is not None:
+        statement = statement.where(AuditEvent.at < filters.until)
+    for column, value in (
+        (AuditEvent.actor, filters.actor),
+        (AuditEvent.action, filters.action),
+        (AuditEvent.subject, filters.subject),
+        (AuditEvent.unit_code, filters.unit_code),
+    ):
+        if value is not None:
+            statement = statement.where(column == value)
+    return statement
+
+
+async def walk(
+    db: Database, statement: Select[AuditEvent], *, after: int = 0, up_to: int | None = None
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Served events in `seq` order, a batch at a time, each batch in its own short read."""
+    last = after
+    while True:
+        page = statement.where(AuditEvent.seq > last)
+        if up_to is not None:
+            page = page.where(AuditEvent.seq <= up_to)
+        async with db.read() as session:
+            rows = (await session.scalars(page.order_by(AuditEvent.seq).limit(BATCH))).all()
+        if not rows:
+            return
+        yield [AuditEventOut.from_row(row).model_dump() for row in rows]
+        last = rows[-1].seq
+        if len(rows) < BATCH:
+            return
+
+
+async def head(db: Database) -> AuditEventOut | None:
+    """The newest event, as served."""
+    async with db.read() as session:
+        newest = await session.scalar(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1))
+    return AuditEventOut.from_row(newest) if newest is not None else None
+
+
+async def last_seq(db: Database) -> int:
+    newest = await head(db)
+    return newest.seq if newest is not None else 0
