@@ -26,6 +26,26 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
+def _require_migrated(settings: Settings) -> None:
+    """Say plainly, before uvicorn starts, that the database needs `migrate`."""
+    from app.db import Database
+    from app.migrate import SchemaNotAtHead, require_head
+
+    async def check() -> None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database.connect(settings.effective_database_url, pool_size=1)
+        try:
+            await require_head(db.engine)
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(check())
+    except SchemaNotAtHead as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+
+
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -39,6 +59,7 @@ def serve(
     if workers > 1 and settings.effective_database_url.startswith("sqlite"):
         typer.echo("SQLite serves one worker; use PostgreSQL for more.", err=True)
         raise typer.Exit(2)
+    _require_migrated(settings)
     uvicorn.run(
         "app.main:app",
         host=host,

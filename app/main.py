@@ -45,6 +45,7 @@ def _operation_id(route: APIRoute) -> str:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database.connect(settings.effective_database_url, pool_size=settings.database_pool_size)
     try:
         await require_head(db.engine)

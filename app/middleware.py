@@ -22,10 +22,6 @@ error_log = logging.getLogger("app.errors")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
@@ -49,17 +45,26 @@ class RequestContextMiddleware:
             await self._send_problem(scope, send, request_id, 413, started)
             return
 
+        refused = False
+
         async def limited_receive() -> Message:
-            nonlocal received
+            # A streamed body that outgrows the limit: answer 413 ourselves and tell
+            # the app the client left (raising here would become FastAPI's generic 400).
+            nonlocal received, refused
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > limit:
-                    raise BodyTooLarge
+                if received > limit and not refused:
+                    refused = True
+                    if not response_started:
+                        await self._send_problem(scope, send, request_id, 413, started)
+                    return {"type": "http.disconnect"}
             return message
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
+            if refused:
+                return  # the 413 already went out; whatever the app says now is moot
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
@@ -70,18 +75,16 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, limited_receive, send_with_id)
-        except BodyTooLarge:
-            if not response_started:
-                await self._send_problem(scope, send, request_id, 413, started)
-                return
-            raise
         except Exception:
+            if refused:
+                return
             error_log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if not response_started:
                 await self._send_problem(scope, send, request_id, 500, started)
                 return
             raise
-        self._access(scope, status, started)
+        if not refused:
+            self._access(scope, status, started)
 
     async def _send_problem(
         self, scope: Scope, send: Send, request_id: str, status: int, started: float
