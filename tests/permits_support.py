@@ -1,0 +1,106 @@
+"""Builders for permit tests: a unit with its head, a requester, a workspace, permit bodies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+
+from app.permits.policy import ATTESTATIONS
+from tests.support import Org
+
+WIB = timezone(timedelta(hours=7))
+
+
+def permit_body(
+    workspace_code: str,
+    *,
+    starts_in: timedelta = timedelta(hours=1),
+    minutes: int = 60,
+    start: datetime | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """A valid submission; times are sent in WIB (+07:00), as a mobile app in Anambas would."""
+    begin = (start or datetime.now(UTC) + starts_in).astimezone(WIB)
+    body = {
+        "workspace_code": workspace_code,
+        "platform": "youtube",
+        "channel": "@diskominfotik.anambas",
+        "purpose": "public_information",
+        "title": "Siaran langsung sosialisasi SPBE",
+        "description": "Sosialisasi kepada masyarakat",
+        "starts_at": begin.isoformat(),
+        "ends_at": (begin + timedelta(minutes=minutes)).isoformat(),
+        "attestations": dict.fromkeys(ATTESTATIONS, True),
+    }
+    body.update(overrides)
+    return body
+
+
+@dataclass
+class Office:
+    """A unit with a head and two staff, and a workspace of the unit."""
+
+    org: Org
+    unit: dict[str, Any]
+    head: dict[str, Any]
+    staff: dict[str, Any]
+    colleague: dict[str, Any]
+    workspace: dict[str, Any]
+
+    @classmethod
+    async def create(cls, org: Org, *, parent_code: str | None = None) -> Office:
+        unit, head = await org.unit_with_head(parent_code=parent_code)
+        staff = await org.employee(unit_code=unit["code"])
+        colleague = await org.employee(unit_code=unit["code"])
+        workspace = await org.workspace(unit["code"], kind="studio")
+        return cls(org, unit, head, staff, colleague, workspace)
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        return self.org.client
+
+    async def submit(
+        self, nip: str | None = None, workspace_code: str | None = None, **body: Any
+    ) -> dict[str, Any]:
+        response = await self.client.post(
+            "/api/v1/permits",
+            json=permit_body(workspace_code or self.workspace["code"], **body),
+            headers=self.org.as_(nip or self.staff["nip"]),
+        )
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    async def act(
+        self,
+        permit_id: str,
+        action: str,
+        nip: str,
+        body: dict[str, Any] | None = None,
+        **headers: str,
+    ) -> httpx.Response:
+        return await self.client.post(
+            f"/api/v1/permits/{permit_id}/{action}",
+            json=body or {},
+            headers={**self.org.as_(nip), **headers},
+        )
+
+    async def delegate(
+        self, nip: str, kind: str = "plh", unit_code: str | None = None
+    ) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        response = await self.client.post(
+            f"/api/v1/units/{unit_code or self.unit['code']}/delegations",
+            json={
+                "delegate_nip": nip,
+                "kind": kind,
+                "starts_at": now.isoformat(),
+                "ends_at": (now + timedelta(days=2)).isoformat(),
+                "reason": "Kepala dinas bertugas ke luar daerah",
+            },
+            headers=self.org.admin,
+        )
+        assert response.status_code == 201, response.text
+        return dict(response.json())
