@@ -27,7 +27,15 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.main import create_app
-from tests.support import ADMIN_NIP, AUDIENCE, ISSUER, KeyRing, Org, Tokens
+from tests.support import (
+    ADMIN_NIP,
+    AUDIENCE,
+    ISSUER,
+    KeyRing,
+    Org,
+    Tokens,
+    assert_chain_verifies,
+)
 
 BACKENDS = [b.strip() for b in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",")]
 PG_ADMIN_DSN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -161,10 +169,16 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def client(
+    app: FastAPI, tokens: Tokens, request: pytest.FixtureRequest
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app over HTTP. Afterwards, every test's audit chain must verify, both through the
+    API and independently (tests that break it on purpose are marked `chain_broken`)."""
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://izin-siaran.test") as http:
         yield http
+        if request.node.get_closest_marker("chain_broken") is None:
+            await assert_chain_verifies(http, tokens.auth(ADMIN_NIP))
 
 
 @pytest.fixture

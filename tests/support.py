@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 import jwt
+import rfc8785
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
@@ -126,6 +128,27 @@ def assert_problem(
         assert body["code"] == code, body
     assert "Traceback" not in response.text
     return body
+
+
+async def assert_chain_verifies(http: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    """The chain verifies through the service and, independently, by recomputing every hash
+    from the served events with nothing but hashlib and an RFC 8785 library."""
+    served = (await http.get("/api/v1/audit/verify", headers=headers)).json()
+    previous, count, cursor = "0" * 64, 0, None
+    while True:
+        params: dict[str, Any] = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+        page = (await http.get("/api/v1/audit/events", params=params, headers=headers)).json()
+        for event in page["items"]:
+            count += 1
+            assert event["seq"] == count
+            assert event["prev_hash"] == previous
+            body = {k: v for k, v in event.items() if k != "hash"}
+            assert hashlib.sha256(rfc8785.dumps(body)).hexdigest() == event["hash"]
+            previous = event["hash"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert served == {"valid": True, "count": count, "head": previous, "seq": None, "reason": None}
 
 
 class Org:

@@ -128,6 +128,7 @@ async def test_verify_reports_count_and_head(client: httpx.AsyncClient, org: Org
     }
 
 
+@pytest.mark.chain_broken
 async def test_an_altered_event_is_pinpointed(
     client: httpx.AsyncClient, org: Org, app: FastAPI, backend: str
 ) -> None:
@@ -145,6 +146,7 @@ async def test_an_altered_event_is_pinpointed(
     assert "altered" in body["reason"]
 
 
+@pytest.mark.chain_broken
 async def test_a_removed_event_is_pinpointed(
     client: httpx.AsyncClient, org: Org, app: FastAPI, backend: str
 ) -> None:
@@ -156,6 +158,7 @@ async def test_a_removed_event_is_pinpointed(
     assert "missing" in body["reason"]
 
 
+@pytest.mark.chain_broken
 async def test_cli_verifies_the_database_and_prints_the_head(
     client: httpx.AsyncClient, org: Org, app: FastAPI, backend: str, database_url: str
 ) -> None:
