@@ -12,7 +12,9 @@ Scope = Literal["check"]
 
 class ApiKeyCreate(InputModel):
     name: Name
-    scopes: list[Scope] = Field(default=["check"], min_length=1, max_length=1)
+    scopes: list[Scope] = Field(
+        default=["check"], max_length=1, description="`check`, or none: a key that grants nothing."
+    )
 
 
 class ApiKeyOut(OutputModel):
