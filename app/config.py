@@ -42,12 +42,16 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=0, ge=0, le=86_400)
 
     bootstrap_admin_nips: Annotated[list[str], NoDecode] = []
+    rate_limit_per_minute: int = Field(default=600, ge=1, le=1_000_000)
+    rate_limit_check_per_minute: int = Field(default=60_000, ge=1, le=10_000_000)
+    cors_origins: Annotated[list[str], NoDecode] = []
+    docs_enabled: bool = True
     log_level: str = "INFO"
     max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576)
 
-    @field_validator("bootstrap_admin_nips", mode="before")
+    @field_validator("bootstrap_admin_nips", "cors_origins", mode="before")
     @classmethod
-    def _split_nips(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
@@ -60,6 +64,14 @@ class Settings(BaseSettings):
                 infer_employment(nip)
             except NipError as exc:
                 raise ValueError(f"{nip!r} is not a valid NIP: {exc}") from exc
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not origin.startswith(("https://", "http://")) or origin.rstrip("/") != origin:
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.go.id")
         return value
 
     @field_validator("log_level")

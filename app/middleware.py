@@ -20,6 +20,20 @@ log = logging.getLogger("app.access")
 error_log = logging.getLogger("app.errors")
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+MAX_PATH_LENGTH = 2048
+MAX_QUERY_LENGTH = 4096
+
+# Sent on every response. The interactive docs load their own scripts, so they get no CSP.
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"strict-transport-security", b"max-age=63072000; includeSubDomains"),
+]
+API_HEADERS = [
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+]
+NO_STORE = (b"cache-control", b"no-store")
 
 
 class RequestContextMiddleware:
@@ -40,10 +54,16 @@ class RequestContextMiddleware:
         limit = self.max_body_bytes
         received = 0
 
+        if len(scope["path"]) > MAX_PATH_LENGTH or len(scope["query_string"]) > MAX_QUERY_LENGTH:
+            await self._send_problem(scope, send, request_id, 414, started)
+            return
         declared = _header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await self._send_problem(scope, send, request_id, 413, started)
             return
+        extra_headers = [(b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
+        if scope["path"].startswith("/api/"):
+            extra_headers += API_HEADERS
 
         refused = False
 
@@ -68,8 +88,11 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
+                headers = [*message.get("headers", []), *extra_headers]
+                if scope["path"].startswith("/api/") and not any(
+                    name == b"cache-control" for name, _ in headers
+                ):
+                    headers.append(NO_STORE)  # permit and organisation data is not for caches
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -89,7 +112,15 @@ class RequestContextMiddleware:
     async def _send_problem(
         self, scope: Scope, send: Send, request_id: str, status: int, started: float
     ) -> None:
-        if status == 413:
+        if status == 414:
+            response = problem_response(
+                414,
+                "uri_too_long",
+                f"The path may be at most {MAX_PATH_LENGTH} and the query "
+                f"{MAX_QUERY_LENGTH} characters long.",
+                instance=scope["path"][:200],
+            )
+        elif status == 413:
             response = problem_response(
                 413,
                 "payload_too_large",
@@ -104,6 +135,7 @@ class RequestContextMiddleware:
                 instance=scope["path"],
             )
         response.headers["X-Request-ID"] = request_id
+        response.raw_headers.extend(SECURITY_HEADERS)
         await response({"type": "http"}, _no_receive, send)
         self._access(scope, status, started)
 

@@ -1,0 +1,106 @@
+"""A rate limit per caller: token buckets in this process, answered with 429 + Retry-After.
+
+The caller is whoever presents the credential (bearer token or API key; the
+client address when there is none), recognised without touching the database,
+so limiting costs a dictionary lookup. The check has its own, much larger budget,
+so a busy gateway is never slowed by the limit meant for people. Headers follow
+the IETF RateLimit header fields draft: `RateLimit-Limit`, `RateLimit-Remaining`,
+`RateLimit-Reset` and `RateLimit-Policy`.
+
+Each instance counts for itself: N instances behind a load balancer admit up to N
+times the configured rate.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import problem_response
+
+CHECK_PATH = "/api/v1/authorizations/check"
+MAX_TRACKED_CALLERS = 100_000
+
+
+@dataclass
+class Bucket:
+    tokens: float
+    updated: float
+
+
+class TokenBuckets:
+    """`limit` requests per minute, refilled continuously, bursts up to `limit`."""
+
+    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.rate = limit / 60.0
+        self._clock = clock
+        self._buckets: dict[int, Bucket] = {}
+
+    def take(self, caller: int) -> tuple[bool, float, float]:
+        """(allowed, tokens left, seconds until one more token)."""
+        now = self._clock()
+        bucket = self._buckets.get(caller)
+        if bucket is None:
+            if len(self._buckets) >= MAX_TRACKED_CALLERS:
+                self._buckets.clear()  # forgetting is generous, never wrongly strict
+            bucket = self._buckets[caller] = Bucket(float(self.limit), now)
+        else:
+            bucket.tokens = min(self.limit, bucket.tokens + (now - bucket.updated) * self.rate)
+            bucket.updated = now
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return True, bucket.tokens, 0.0
+        return False, bucket.tokens, (1 - bucket.tokens) / self.rate
+
+
+def _caller(scope: Scope) -> int:
+    for name, value in scope["headers"]:
+        if name in (b"authorization", b"x-api-key"):
+            return hash(value)
+    client = scope.get("client")
+    return hash(client[0] if client else "")
+
+
+class RateLimitMiddleware:
+    def __init__(self, app: ASGIApp, *, per_minute: int, check_per_minute: int) -> None:
+        self.app = app
+        self.general = TokenBuckets(per_minute)
+        self.check = TokenBuckets(check_per_minute)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/api/") or scope["method"] == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        buckets = self.check if path == CHECK_PATH else self.general
+        allowed, left, wait = buckets.take(_caller(scope))
+        headers = [
+            (b"ratelimit-limit", str(buckets.limit).encode()),
+            (b"ratelimit-remaining", str(int(left)).encode()),
+            (b"ratelimit-reset", str(math.ceil((buckets.limit - left) / buckets.rate)).encode()),
+            (b"ratelimit-policy", f"{buckets.limit};w=60".encode()),
+        ]
+        if not allowed:
+            retry_after = str(max(1, math.ceil(wait)))
+            response = problem_response(
+                429,
+                "rate_limited",
+                f"Too many requests from this caller; retry in {retry_after} s.",
+                headers={"Retry-After": retry_after},
+                instance=path,
+            )
+            response.raw_headers.extend(headers)
+            await response(scope, receive, send)
+            return
+
+        async def send_with_limits(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *headers]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)
