@@ -6,6 +6,7 @@ Domain code raises `AppError` subclasses; nothing else builds error responses.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -218,15 +219,38 @@ async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"No resource at {request.url.path}."
+    headers = dict(exc.headers or {})
     if exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}."
+        allowed = _allowed_methods(request)
+        if allowed:
+            headers["Allow"] = ", ".join(allowed)
     return problem_response(
         exc.status_code,
         code,
         detail,
-        headers=exc.headers,
+        headers=headers,
         instance=request.url.path,
     )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the app serves on this path (FastAPI's 405 names only one route's)."""
+    app = request.app
+    templates: list[tuple[re.Pattern[str], list[str]]] | None = getattr(
+        app.state, "path_methods", None
+    )
+    if templates is None:
+        templates = []
+        for template, operations in app.openapi()["paths"].items():
+            pattern = re.compile(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$")
+            methods = sorted(m.upper() for m in operations)
+            templates.append((pattern, [*methods, "HEAD"] if "GET" in methods else methods))
+        app.state.path_methods = templates
+    for pattern, methods in templates:
+        if pattern.match(request.url.path):
+            return methods
+    return []
 
 
 async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
@@ -280,4 +304,26 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "content": {PROBLEM_JSON: {}},
         }
         for status in statuses
+    }
+
+
+API_PROBLEMS = problem_responses(401, 403, 414, 422, 429, 500, 503)
+"""What any /api/v1 operation can answer: auth, URI length, validation, rate limit, failures."""
+
+
+def created_links(
+    parameter: str, field: str, *operation_ids: str
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI links from a 201 to the operations that take what it created (stateful testing)."""
+    return {
+        201: {
+            "description": "Created",
+            "links": {
+                operation_id: {
+                    "operationId": operation_id,
+                    "parameters": {parameter: f"$response.body#/{field}"},
+                }
+                for operation_id in operation_ids
+            },
+        }
     }

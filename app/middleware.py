@@ -21,7 +21,7 @@ error_log = logging.getLogger("app.errors")
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_PATH_LENGTH = 2048
-MAX_QUERY_LENGTH = 4096
+MAX_QUERY_LENGTH = 16_384
 
 # Sent on every response. The interactive docs load their own scripts, so they get no CSP.
 SECURITY_HEADERS = [

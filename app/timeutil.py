@@ -6,10 +6,17 @@ returns goes through `format_instant`.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, PlainSerializer
+from pydantic import AwareDatetime, BeforeValidator, PlainSerializer
+
+# RFC 3339 date-time; the offset is checked by AwareDatetime so that a missing one
+# gets its own message ("naive"). Numbers (Unix times) are not RFC 3339 and are refused.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})?"
+)
 
 
 def utcnow() -> datetime:
@@ -26,7 +33,18 @@ def format_instant(value: datetime) -> str:
     return as_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-Instant = Annotated[
-    AwareDatetime, PlainSerializer(format_instant, return_type=str, when_used="json")
-]
-"""An aware datetime on input (naive is refused), RFC 3339 UTC on output."""
+def _rfc3339_text(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError(
+            "must be an RFC 3339 date-time with an offset, e.g. 2025-10-20T09:00:00+07:00"
+        )
+    return value
+
+
+InstantIn = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+"""An RFC 3339 date-time with an offset (naive times and numbers are refused)."""
+
+Instant = Annotated[InstantIn, PlainSerializer(format_instant, return_type=str, when_used="json")]
+"""`InstantIn` on input; RFC 3339 UTC with microseconds on output."""

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from app.auth.dependencies import Admin
 from app.auth.models import ApiKey
 from app.db import SessionDep
-from app.errors import problem_responses
+from app.errors import API_PROBLEMS, created_links, problem_responses
 from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, keyset_page
 
 from . import service
@@ -17,11 +17,18 @@ from .schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 router = APIRouter(
     prefix="/api/v1/api-keys",
     tags=["api-keys"],
-    responses=problem_responses(401, 403, 422, 500, 503),
+    responses=API_PROBLEMS,
 )
 
 
-@router.post("", status_code=201, responses=problem_responses(400, 413))
+@router.post(
+    "",
+    status_code=201,
+    responses={
+        **problem_responses(400, 413),
+        **created_links("key_id", "id", "read_api_key", "revoke_api_key"),
+    },
+)
 async def create_api_key(
     body: ApiKeyCreate, session: SessionDep, admin: Admin, response: Response
 ) -> ApiKeyCreated:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from app.audit import queries
 from app.audit.models import AuditEvent
@@ -18,21 +18,22 @@ from app.audit.schemas import AuditEventOut
 from app.audit.verify import verify_stream
 from app.auth.dependencies import AuditorOrAdmin
 from app.db import Database
-from app.errors import InvalidInput, problem_responses
+from app.errors import API_PROBLEMS, InvalidInput
 from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_cursor, encode_cursor
+from app.timeutil import InstantIn
 
 router = APIRouter(
     prefix="/api/v1/audit",
     tags=["audit"],
-    responses=problem_responses(401, 403, 422, 500, 503),
+    responses=API_PROBLEMS,
 )
 
 CSV_COLUMNS = ("seq", "at", "actor", "action", "subject", "data", "prev_hash", "hash")
 
 
 def _filters(
-    since: Annotated[AwareDatetime | None, Query(description="Events at or after.")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Events before.")] = None,
+    since: Annotated[InstantIn | None, Query(description="Events at or after.")] = None,
+    until: Annotated[InstantIn | None, Query(description="Events before.")] = None,
     actor: Annotated[str | None, Query(max_length=64)] = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
     subject: Annotated[str | None, Query(max_length=128)] = None,

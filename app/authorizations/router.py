@@ -6,14 +6,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from app.auth.dependencies import CurrentPrincipal
 from app.authorizations import service
 from app.db import SessionDep
-from app.errors import Forbidden, InvalidInput, field_error, problem_responses
+from app.errors import API_PROBLEMS, Forbidden, InvalidInput, field_error
 from app.permits.service import channel_key
-from app.timeutil import format_instant, utcnow
+from app.timeutil import InstantIn, format_instant, utcnow
 
 router = APIRouter(prefix="/api/v1/authorizations", tags=["authorizations"])
 
@@ -53,7 +53,7 @@ class CheckResult(BaseModel):
 @router.get(
     "/check",
     response_model=CheckResult,
-    responses=problem_responses(401, 403, 422, 500, 503),
+    responses=API_PROBLEMS,
 )
 async def check(
     session: SessionDep,
@@ -64,7 +64,7 @@ async def check(
         Literal["youtube", "tiktok", "instagram", "facebook", "x", "other"] | None, Query()
     ] = None,
     channel: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-    at: Annotated[AwareDatetime | None, Query(description="Default: now.")] = None,
+    at: Annotated[InstantIn | None, Query(description="Default: now.")] = None,
 ) -> JSONResponse:
     """Is this stream authorised at `at`? Give `nip` + `workspace_code`, or `platform` + `channel`.
 

@@ -8,14 +8,14 @@ unit's delegations also that unit's head.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 
 from app.auth.dependencies import Admin, CurrentEmployee
 from app.db import SessionDep
-from app.errors import NotFound, problem_responses
+from app.errors import API_PROBLEMS, NotFound, created_links, problem_responses
 from app.org import delegations as delegation_service
 from app.org import service
 from app.org.models import Delegation, Employee, Unit, Workspace
@@ -38,10 +38,16 @@ from app.org.schemas import (
 from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, keyset_page
 from app.timeutil import utcnow
 
-router = APIRouter(prefix="/api/v1", responses=problem_responses(401, 403, 422, 500, 503))
+router = APIRouter(prefix="/api/v1", responses=API_PROBLEMS)
 
 _READ = problem_responses(404)
 _CREATE = problem_responses(400, 409, 413)
+
+
+def _creates(parameter: str, field: str, *operation_ids: str) -> dict[int | str, dict[str, Any]]:
+    return {**_CREATE, **created_links(parameter, field, *operation_ids)}
+
+
 _UPDATE = problem_responses(400, 404, 409, 413)
 
 
@@ -81,7 +87,14 @@ async def read_me(session: SessionDep, employee: CurrentEmployee) -> MeOut:
 # --- units --------------------------------------------------------------------
 
 
-@router.post("/units", status_code=201, tags=["organisation"], responses=_CREATE)
+@router.post(
+    "/units",
+    status_code=201,
+    tags=["organisation"],
+    responses=_creates(
+        "code", "code", "read_unit", "update_unit", "list_delegations", "create_delegation"
+    ),
+)
 async def create_unit(
     body: UnitCreate, session: SessionDep, admin: Admin, response: Response
 ) -> UnitOut:
@@ -126,7 +139,12 @@ async def update_unit(code: str, body: UnitUpdate, session: SessionDep, admin: A
 # --- workspaces ---------------------------------------------------------------
 
 
-@router.post("/workspaces", status_code=201, tags=["organisation"], responses=_CREATE)
+@router.post(
+    "/workspaces",
+    status_code=201,
+    tags=["organisation"],
+    responses=_creates("code", "code", "read_workspace", "update_workspace"),
+)
 async def create_workspace(
     body: WorkspaceCreate, session: SessionDep, admin: Admin, response: Response
 ) -> WorkspaceOut:
@@ -183,7 +201,12 @@ def _sees_all_employees(employee: Employee) -> bool:
     return employee.is_admin or employee.is_auditor
 
 
-@router.post("/employees", status_code=201, tags=["organisation"], responses=_CREATE)
+@router.post(
+    "/employees",
+    status_code=201,
+    tags=["organisation"],
+    responses=_creates("nip", "nip", "read_employee", "update_employee"),
+)
 async def create_employee(
     body: EmployeeCreate, session: SessionDep, admin: Admin, response: Response
 ) -> EmployeeOut:

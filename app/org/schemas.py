@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field, computed_field
+from pydantic import Field, StrictBool, computed_field
 
 from app.schemas import Code, InputModel, Name, NipStr, OutputModel, Text
 from app.timeutil import Instant, utcnow
@@ -21,7 +21,7 @@ class UnitCreate(InputModel):
     name: Name
     parent_code: Code | None = None
     head_nip: NipStr | None = None
-    active: bool = True
+    active: StrictBool = True
 
 
 class UnitUpdate(InputModel):
@@ -30,7 +30,7 @@ class UnitUpdate(InputModel):
     name: Name | None = None
     parent_code: Code | None = None
     head_nip: NipStr | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
 
 
 class UnitOut(OutputModel):
@@ -48,14 +48,14 @@ class WorkspaceCreate(InputModel):
     name: Name
     unit_code: Code
     kind: WorkspaceKind
-    active: bool = True
+    active: StrictBool = True
 
 
 class WorkspaceUpdate(InputModel):
     name: Name | None = None
     unit_code: Code | None = None
     kind: WorkspaceKind | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
 
 
 class WorkspaceOut(OutputModel):
@@ -75,7 +75,7 @@ class EmployeeCreate(InputModel):
     unit_code: Code | None = None
     position: Name | None = None
     roles: list[Role] = Field(default_factory=list, max_length=2)
-    active: bool = True
+    active: StrictBool = True
 
 
 class EmployeeUpdate(InputModel):
@@ -84,7 +84,7 @@ class EmployeeUpdate(InputModel):
     unit_code: Code | None = None
     position: Name | None = None
     roles: list[Role] | None = Field(default=None, max_length=2)
-    active: bool | None = None
+    active: StrictBool | None = None
 
 
 class EmployeeOut(OutputModel):

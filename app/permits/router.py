@@ -8,13 +8,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from app.audit.schemas import AuditEventOut
 from app.audit.service import events_of_subject
 from app.auth.dependencies import CurrentEmployee
 from app.db import SessionDep
-from app.errors import Forbidden, problem_responses
+from app.errors import API_PROBLEMS, Forbidden, created_links, problem_responses
 from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
 from app.permits import idempotency, listing, service
 from app.permits.policy import describe
@@ -27,10 +27,9 @@ from app.permits.schemas import (
     RevokeBody,
     Status,
 )
+from app.timeutil import InstantIn
 
-router = APIRouter(
-    prefix="/api/v1", tags=["permits"], responses=problem_responses(401, 403, 422, 500, 503)
-)
+router = APIRouter(prefix="/api/v1", tags=["permits"], responses=API_PROBLEMS)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -106,7 +105,19 @@ async def read_policy(request: Request, _: CurrentEmployee) -> dict[str, Any]:
     "/permits",
     status_code=201,
     response_model=PermitOut,
-    responses=problem_responses(400, 409, 413),
+    responses={
+        **problem_responses(400, 409, 413),
+        **created_links(
+            "permit_id",
+            "id",
+            "read_permit",
+            "approve_permit",
+            "deny_permit",
+            "cancel_permit",
+            "revoke_permit",
+            "permit_events",
+        ),
+    },
 )
 async def submit_permit(
     body: PermitCreate,
@@ -136,9 +147,9 @@ async def list_permits(
     unit_code: Annotated[str | None, Query(max_length=32)] = None,
     requester_nip: Annotated[str | None, Query(max_length=32)] = None,
     from_: Annotated[
-        AwareDatetime | None, Query(alias="from", description="Windows ending after this.")
+        InstantIn | None, Query(alias="from", description="Windows ending after this.")
     ] = None,
-    to: Annotated[AwareDatetime | None, Query(description="Windows starting before this.")] = None,
+    to: Annotated[InstantIn | None, Query(description="Windows starting before this.")] = None,
     awaiting: Annotated[
         Literal["me"] | None, Query(description="`me`: pending permits you may decide.")
     ] = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StrictBool, StringConstraints
 
 from app.schemas import Code, InputModel, OutputModel
 from app.timeutil import Instant
@@ -21,12 +21,12 @@ Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, m
 class Attestations(InputModel):
     """The requester's statements that the stream keeps the SE's other clauses."""
 
-    no_uniform_misuse: bool | None = None
-    no_confidential_information: bool | None = None
-    no_disparagement: bool | None = None
-    no_demeaning_content: bool | None = None
-    no_sara_hoax_or_negative_content: bool | None = None
-    political_neutrality: bool | None = None
+    no_uniform_misuse: StrictBool | None = None
+    no_confidential_information: StrictBool | None = None
+    no_disparagement: StrictBool | None = None
+    no_demeaning_content: StrictBool | None = None
+    no_sara_hoax_or_negative_content: StrictBool | None = None
+    political_neutrality: StrictBool | None = None
 
 
 class PermitCreate(InputModel):

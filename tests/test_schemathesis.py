@@ -1,0 +1,101 @@
+"""Schemathesis against a real server, as every kind of caller (issue: prove it holds).
+
+Every operation, all phases (examples, coverage, fuzzing, and stateful through the
+OpenAPI links), every check but two that contradict the SPEC on purpose:
+
+* `positive_data_acceptance` expects every schema-valid body to succeed, but the
+  SE's rules (unknown workspace, window limits, …) are 422s by contract;
+* `use_after_free` expects a DELETEd resource to vanish, but nothing is ever
+  deleted here: DELETE revokes, and the record stays readable.
+
+SCHEMATHESIS_MAX_EXAMPLES (default 10) bounds the CI run; the longer run in
+docs/RELIABILITY.md raises it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import run_cli
+from tests.support import ServerProcess
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+MAX_EXAMPLES = os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "10")
+ROLES = {
+    "admin": "198904042014021003",
+    "unit_head": "197808172003121001",
+    "employee": "199204032019032005",
+    "auditor": "198602282010122001",
+}
+
+
+@pytest.fixture
+def demo_server(
+    backend: str, database_url: str, tmp_path: Path
+) -> Iterator[tuple[ServerProcess, dict[str, str]]]:
+    """A server in local mode over the demo organisation; tokens for each role and an API key."""
+    env = {"DATABASE_URL": database_url, "DATA_DIR": str(tmp_path / "data"), "LOG_LEVEL": "WARNING"}
+    assert run_cli("demo", env=env).returncode == 0
+    credentials = {}
+    for role, nip in ROLES.items():
+        token = run_cli("token", nip, "--minutes", "120", env=env).stdout.strip()
+        credentials[role] = f"Authorization: Bearer {token}"
+    server = ServerProcess(env, tmp_path)
+    try:
+        server.wait_ready()
+        key = httpx.post(
+            f"{server.base_url}/api/v1/api-keys",
+            json={"name": "schemathesis"},
+            headers=dict([credentials["admin"].split(": ", 1)]),
+        )
+        credentials["api_key"] = f"X-API-Key: {key.json()['key']}"
+        yield server, credentials
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("role", [*ROLES, "api_key"])
+async def test_schemathesis_finds_nothing(
+    demo_server: tuple[ServerProcess, dict[str, str]], role: str, tmp_path: Path
+) -> None:
+    server, credentials = demo_server
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            f"{server.base_url}/openapi.json",
+            "--header",
+            credentials[role],
+            "--checks",
+            "all",
+            "--exclude-checks",
+            "positive_data_acceptance,use_after_free",
+            "--max-examples",
+            MAX_EXAMPLES,
+            "--workers",
+            "2",
+            "--seed",
+            "47",
+            "--report",
+            "junit",
+            "--report-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    summary = result.stdout[-20000:]
+    print(f"schemathesis as {role}:\n{summary}")
+    assert result.returncode == 0, summary + result.stderr[-2000:]
