@@ -7,7 +7,7 @@ import secrets
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import append_event
-from app.auth.dependencies import API_KEY_PREFIX, hash_secret
+from app.auth.dependencies import API_KEY_PREFIX, could_be_key_id, hash_secret
 from app.auth.models import ApiKey
 from app.errors import Conflict, NotFound
 from app.ids import new_id
@@ -44,7 +44,11 @@ async def create_api_key(
 
 
 async def get_api_key(session: AsyncSession, key_id: str, *, for_update: bool = False) -> ApiKey:
-    key = await session.get(ApiKey, key_id, with_for_update=for_update)
+    key = (
+        await session.get(ApiKey, key_id, with_for_update=for_update)
+        if could_be_key_id(key_id)
+        else None
+    )
     if key is None:
         raise NotFound(f"API key {key_id} does not exist.")
     return key

@@ -19,20 +19,32 @@ from app.auth.principal import Principal
 from app.auth.tokens import TokenVerifier
 from app.db import SessionDep
 from app.errors import Forbidden, Unauthenticated
-from app.org.models import Employee
+from app.org.models import NIP_LENGTH, Employee
 
 API_KEY_PREFIX = "izs"
+KEY_ID_LENGTH = 26
 
 
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def could_be_key_id(value: str) -> bool:
+    """Key ids are 26 ASCII letters and digits; anything else names no key and is not
+    sent to the database (PostgreSQL rejects some strings, e.g. with a NUL, outright)."""
+    return len(value) == KEY_ID_LENGTH and value.isascii() and value.isalnum()
+
+
+def _could_be_nip(value: str) -> bool:
+    """Every stored NIP is 18 ASCII digits (see `could_be_key_id` for why this matters)."""
+    return len(value) == NIP_LENGTH and value.isascii() and value.isdigit()
+
+
 async def _employee_from_token(
     session: AsyncSession, verifier: TokenVerifier, token: str
 ) -> Employee:
     nip = await verifier.verified_nip(token)
-    employee = await session.get(Employee, nip)
+    employee = await session.get(Employee, nip) if _could_be_nip(nip) else None
     if employee is None:
         raise Unauthenticated(
             "The token is valid but names no employee known to this service.",
@@ -48,7 +60,8 @@ async def _employee_from_token(
 async def _api_key(session: AsyncSession, presented: str) -> ApiKey:
     prefix, _, rest = presented.partition("_")
     key_id, _, secret = rest.partition("_")
-    key = await session.get(ApiKey, key_id) if prefix == API_KEY_PREFIX and secret else None
+    valid_shape = prefix == API_KEY_PREFIX and could_be_key_id(key_id) and secret
+    key = await session.get(ApiKey, key_id) if valid_shape else None
     if key is None or not hmac.compare_digest(key.secret_sha256, hash_secret(secret)):
         raise Unauthenticated("The API key is not valid.", code="invalid_api_key", scheme="ApiKey")
     if key.revoked_at is not None:

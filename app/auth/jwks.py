@@ -1,9 +1,12 @@
 """Where verification keys come from: a JWKS at `file://` or `https://`, or local mode.
 
-Keys are cached. A token naming a `kid` the cache lacks triggers at most one
-refetch per `MIN_REFETCH_SECONDS` (a key rotation is picked up at once, a flood
-of made-up `kid`s cannot turn into a flood of fetches). Nothing is fetched per
-request.
+Keys are cached for `cache_seconds`. A token naming a `kid` the cache lacks
+triggers at most one refetch per `MIN_REFETCH_SECONDS` (a key rotation is picked
+up at once, a flood of made-up `kid`s cannot turn into a flood of fetches). A
+failed fetch is not retried for `RETRY_AFTER_FAILURE_SECONDS`, whatever asks for
+it: while the identity provider is down the last good keys keep serving (with
+none, callers fail closed) and requests do not queue up behind fetches that time
+out. Nothing is fetched per request.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
@@ -24,6 +29,7 @@ log = logging.getLogger(__name__)
 
 ALLOWED_ALGORITHMS = frozenset({"RS256", "ES256", "EdDSA"})
 MIN_REFETCH_SECONDS = 30.0
+RETRY_AFTER_FAILURE_SECONDS = 5.0
 FETCH_TIMEOUT_SECONDS = 5.0
 MAX_JWKS_BYTES = 256 * 1024
 
@@ -41,7 +47,14 @@ def parse_jwks(raw: bytes | str | dict[str, Any]) -> dict[str | None, PyJWK]:
     try:
         document = raw if isinstance(raw, dict) else json.loads(raw)
         key_set = PyJWKSet.from_dict(document)
-    except (ValueError, PyJWKError, PyJWKSetError, TypeError, AttributeError) as exc:
+    except (
+        ValueError,
+        PyJWKError,
+        PyJWKSetError,
+        TypeError,
+        AttributeError,
+        RecursionError,  # absurdly nested JSON
+    ) as exc:
         raise KeysUnavailable(f"not a usable JWKS: {exc}") from exc
     keys = {
         key.key_id: key
@@ -66,37 +79,57 @@ class StaticKeySource:
 class RemoteKeySource:
     """A JWKS at `https://…` or `file://…`, cached for `cache_seconds`."""
 
-    def __init__(self, url: str, *, cache_seconds: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        cache_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.url = url
         self.cache_seconds = cache_seconds
+        self._clock = clock
         self._keys: dict[str | None, PyJWK] = {}
-        self._fetched_at = -1e18
-        self._attempted_at = -1e18
+        self._fetched_at = -math.inf  # last successful load
+        self._failed_at = -math.inf  # last failed attempt
+        self._forced_at = -math.inf  # last refetch caused by an unknown `kid`
         self._lock = asyncio.Lock()
 
     async def key_for(self, kid: str | None) -> PyJWK | None:
-        now = time.monotonic()
-        stale = now - self._fetched_at > self.cache_seconds
-        unknown = _pick(self._keys, kid) is None
-        if stale or (unknown and now - self._attempted_at > MIN_REFETCH_SECONDS):
-            await self._refresh(force=unknown)
+        if self._due(kid):
+            async with self._lock:
+                if self._due(kid):  # not already done by a request that held the lock
+                    await self._refresh()
         if not self._keys:
             raise KeysUnavailable(f"no keys could be loaded from {self.url}")
         return _pick(self._keys, kid)
 
-    async def _refresh(self, *, force: bool) -> None:
-        async with self._lock:
-            now = time.monotonic()
-            fresh = now - self._fetched_at <= self.cache_seconds
-            if fresh and not (force and now - self._attempted_at > MIN_REFETCH_SECONDS):
-                return  # another request refreshed while this one waited
-            self._attempted_at = now
-            try:
-                self._keys = parse_jwks(await self._download())
-                self._fetched_at = now
-            except (KeysUnavailable, OSError, httpx.HTTPError) as exc:
-                # Keep serving the last good keys; with none, callers fail closed.
-                log.error("cannot load JWKS from %s: %s", self.url, exc)
+    def _stale(self, now: float) -> bool:
+        return now - self._fetched_at > self.cache_seconds
+
+    def _due(self, kid: str | None) -> bool:
+        now = self._clock()
+        if now - self._failed_at < RETRY_AFTER_FAILURE_SECONDS:
+            return False
+        if self._stale(now):
+            return True
+        unknown = _pick(self._keys, kid) is None
+        return unknown and now - self._forced_at > MIN_REFETCH_SECONDS
+
+    async def _refresh(self) -> None:
+        forced = not self._stale(self._clock())  # only an unknown `kid` gets here then
+        try:
+            self._keys = parse_jwks(await self._download())
+            self._fetched_at = self._clock()
+        except (KeysUnavailable, OSError, httpx.HTTPError) as exc:
+            # Keep serving the last good keys; with none, callers fail closed.
+            self._failed_at = self._clock()
+            log.error("cannot load JWKS from %s: %s", self.url, exc)
+        finally:
+            # Stamped once the attempt is over, so requests that queued behind it see
+            # its result instead of being turned away while it was under way.
+            if forced:
+                self._forced_at = self._clock()
 
     async def _download(self) -> bytes:
         parsed = urlparse(self.url)
