@@ -7,7 +7,6 @@ message naming the setting, rather than failing later on a request.
 from __future__ import annotations
 
 import logging
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
@@ -116,15 +115,15 @@ class Settings(BaseSettings):
         """Local mode: no identity provider, the service signs its own tokens."""
         return not self.auth_jwks_url
 
-    @cached_property
+    @property
     def issuer(self) -> str:
         return self.auth_issuer or LOCAL_ISSUER
 
-    @cached_property
+    @property
     def audience(self) -> str:
         return self.auth_audience or LOCAL_AUDIENCE
 
-    @cached_property
+    @property
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url

@@ -57,6 +57,10 @@ class RequestContextMiddleware:
         if len(scope["path"]) > MAX_PATH_LENGTH or len(scope["query_string"]) > MAX_QUERY_LENGTH:
             await self._send_problem(scope, send, request_id, 414, started)
             return
+        if "\x00" in scope["path"] or b"%00" in scope["query_string"].lower():
+            # No identifier or filter here can hold NUL, and PostgreSQL refuses it outright.
+            await self._send_problem(scope, send, request_id, 404, started)
+            return
         declared = _header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await self._send_problem(scope, send, request_id, 413, started)
@@ -112,7 +116,11 @@ class RequestContextMiddleware:
     async def _send_problem(
         self, scope: Scope, send: Send, request_id: str, status: int, started: float
     ) -> None:
-        if status == 414:
+        if status == 404:
+            response = problem_response(
+                404, "not_found", "No resource has a NUL character in its name.", instance=None
+            )
+        elif status == 414:
             response = problem_response(
                 414,
                 "uri_too_long",

@@ -103,3 +103,16 @@ async def test_docs_can_be_turned_off(settings: Settings) -> None:
         assert_problem(await http.get("/docs"), 404)
         assert_problem(await http.get("/redoc"), 404)
         assert (await http.get("/openapi.json")).status_code == 200
+
+
+async def test_nul_characters_are_refused_not_500(client: httpx.AsyncClient, org: Org) -> None:
+    """PostgreSQL cannot store NUL; it must never reach the database."""
+    assert_problem(await client.get("/api/v1/employees/%00", headers=org.admin), 404)
+    assert_problem(
+        await client.get("/api/v1/units", params={"parent_code": "A\x00"}, headers=org.admin), 404
+    )
+    body = {"code": "NULUNIT", "name": "bad\x00name"}
+    problem = assert_problem(await client.post("/api/v1/units", json=body, headers=org.admin), 422)
+    assert "NUL" in problem["errors"][0]["msg"]
+    nested = {"workspace_code": "W", "attestations": {"no_uniform_misuse\x00": True}}
+    assert_problem(await client.post("/api/v1/permits", json=nested, headers=org.admin), 422)

@@ -53,6 +53,7 @@ class TokenVerifier:
             raise ServiceUnavailable(
                 "The identity provider's keys cannot be loaded; try again shortly.",
                 code="auth_unavailable",
+                headers={"Retry-After": "5"},
             ) from None
         if key is None:
             raise _refuse("The token is signed by an unknown key.")

@@ -134,14 +134,23 @@ async def list_visible(
         rows = (await session.scalars(page.order_by(Permit.id).limit(SCAN_BATCH))).all()
         for permit in rows:
             last = permit.id
-            key = (permit.unit_code, permit.requester_nip)
-            if key not in approvers_of:
-                approvers_of[key] = await resolve_approvers(
-                    session, unit_code=permit.unit_code, requester_nip=permit.requester_nip, at=now
-                )
-            view = PermitView(permit, effective_status(permit, now), approvers_of[key])
-            may_decide = any(a.nip == employee.nip for a in view.approvers)
-            if filters.awaiting_me and not (may_decide and view.status == "pending"):
+            status = effective_status(permit, now)
+            # Approvers cost queries: resolve them only where they matter, for the
+            # `approvers` of pending permits, or to decide what a non-privileged caller sees.
+            approvers: list[Approver] = []
+            if status == "pending" or exact_check:
+                key = (permit.unit_code, permit.requester_nip)
+                if key not in approvers_of:
+                    approvers_of[key] = await resolve_approvers(
+                        session,
+                        unit_code=permit.unit_code,
+                        requester_nip=permit.requester_nip,
+                        at=now,
+                    )
+                approvers = approvers_of[key]
+            view = PermitView(permit, status, approvers)
+            may_decide = any(a.nip == employee.nip for a in approvers)
+            if filters.awaiting_me and not (may_decide and status == "pending"):
                 continue
             if exact_check and not (
                 may_decide
