@@ -21,6 +21,7 @@ from app.errors import InvalidInput, field_error
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+_INT64 = 2**63
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")]
 Cursor = Annotated[
@@ -42,16 +43,30 @@ def encode_cursor(key: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> Any:
+def _invalid_cursor() -> InvalidInput:
+    return InvalidInput(
+        "The cursor is not one this service issued.",
+        code="invalid_cursor",
+        errors=[field_error(["query", "cursor"], "unrecognised cursor", "invalid_cursor")],
+    )
+
+
+def decode_cursor(cursor: str) -> str | int:
+    """The key inside `cursor`: a printable ASCII string or a 64-bit integer.
+
+    Every key this service pages by is one of those. Anything else (a NUL, a
+    lone surrogate, a number past BIGINT) would reach the database and fail there.
+    """
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        return json.loads(base64.urlsafe_b64decode(padded.encode()))
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise InvalidInput(
-            "The cursor is not one this service issued.",
-            code="invalid_cursor",
-            errors=[field_error(["query", "cursor"], "unrecognised cursor", "invalid_cursor")],
-        ) from None
+        raise _invalid_cursor() from None
+    if isinstance(value, str) and value.isascii() and value.isprintable():
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value < _INT64:
+        return value
+    raise _invalid_cursor()
 
 
 async def keyset_page(
@@ -67,7 +82,7 @@ async def keyset_page(
     if cursor is not None:
         last = decode_cursor(cursor)
         if not isinstance(last, str):
-            raise InvalidInput("The cursor is not one this service issued.", code="invalid_cursor")
+            raise _invalid_cursor()
         statement = statement.where(key > last)
     rows = (await session.scalars(statement.order_by(key).limit(limit + 1))).all()
     if len(rows) > limit:

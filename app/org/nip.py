@@ -9,10 +9,14 @@ Digit positions in messages are 1-based, as a person counts them on an ID card.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import Literal
 
 Employment = Literal["pns", "pppk"]
+
+# Birth and appointment dates are calendar dates of the regency, so "the future"
+# is judged by the date in WIB (UTC+7, no daylight saving), not by the UTC date.
+WIB = timezone(timedelta(hours=7), "WIB")
 
 
 class NipError(ValueError):
@@ -30,26 +34,21 @@ class Nip:
     sequence: int
 
 
-def _today() -> date:
-    return datetime.now(UTC).date()
+def regency_today() -> date:
+    return datetime.now(WIB).date()
 
 
-def _this_month() -> tuple[int, int]:
-    today = _today()
-    return today.year, today.month
-
-
-def _birth_date(nip: str) -> date:
+def _birth_date(nip: str, today: date) -> date:
     try:
         born = date(int(nip[0:4]), int(nip[4:6]), int(nip[6:8]))
     except ValueError:
         raise NipError(
             f"digits 1-8 (birth date YYYYMMDD) {nip[0:8]} are not a real calendar date"
         ) from None
-    if born.year < 1900 or born > _today():
-        raise NipError(
-            f"digits 1-8 (birth date YYYYMMDD) {nip[0:8]} are before 1900 or in the future"
-        )
+    if born.year < 1900:
+        raise NipError(f"digits 1-8 (birth date YYYYMMDD) {nip[0:8]} are before 1900")
+    if born > today:
+        raise NipError(f"digits 1-8 (birth date YYYYMMDD) {nip[0:8]} are in the future")
     return born
 
 
@@ -63,13 +62,17 @@ def _sex_and_sequence(nip: str) -> tuple[int, int]:
     return sex, sequence
 
 
-def parse_nip(nip: str, employment: Employment = "pns") -> Nip:
-    """Check every part of `nip` for the given employment; raise `NipError` naming the part."""
+def parse_nip(nip: str, employment: Employment = "pns", *, today: date | None = None) -> Nip:
+    """Check every part of `nip` for the given employment; raise `NipError` naming the part.
+
+    `today` (default: the regency's date now) is the limit for birth and appointment.
+    """
+    today = today or regency_today()
     if len(nip) != 18:
         raise NipError(f"must be exactly 18 digits, not {len(nip)} characters")
     if not (nip.isascii() and nip.isdigit()):
         raise NipError("must contain only the digits 0-9")
-    born = _birth_date(nip)
+    born = _birth_date(nip, today)
     if employment == "pns":
         year, month = int(nip[8:12]), int(nip[12:14])
         if not 1 <= month <= 12:
@@ -78,7 +81,7 @@ def parse_nip(nip: str, employment: Employment = "pns") -> Nip:
             raise NipError(
                 f"digits 9-14 (appointment YYYYMM) {nip[8:14]} precede the birth date {nip[0:8]}"
             )
-        if (year, month) > _this_month():
+        if (year, month) > (today.year, today.month):
             raise NipError(f"digits 9-14 (appointment YYYYMM) {nip[8:14]} are in the future")
         sex, sequence = _sex_and_sequence(nip)
         return Nip(nip, "pns", born, year, month, sex, sequence)
@@ -88,7 +91,7 @@ def parse_nip(nip: str, employment: Employment = "pns") -> Nip:
             f"digits 9-12 (year of first appointment) {nip[8:12]} "
             f"precede the birth year {born.year}"
         )
-    if year > _this_month()[0]:
+    if year > today.year:
         raise NipError(f"digits 9-12 (year of first appointment) {nip[8:12]} are in the future")
     if nip[12:14] == "00":
         raise NipError("digits 13-14 (contract number) must not be 00")

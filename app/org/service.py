@@ -166,6 +166,9 @@ async def update_unit(session: AsyncSession, actor: str, code: str, body: UnitUp
     _refuse_nulls(fields, "name", "active")
     if fields.get("parent_code") is not None and fields["parent_code"] != unit.parent_code:
         await _check_parent(session, unit.code, fields["parent_code"])
+    elif fields.get("active") is True and not unit.active and unit.parent_code is not None:
+        # Reactivating under an inactive parent would undo what deactivation guards.
+        await require_unit(session, unit.parent_code, ["body", "active"])
     if fields.get("head_nip") is not None and fields["head_nip"] != unit.head_nip:
         await require_active_employee(session, fields["head_nip"], ["body", "head_nip"])
     if fields.get("active") is False and unit.active:
@@ -242,6 +245,9 @@ async def update_workspace(
     _refuse_nulls(fields, "name", "unit_code", "kind", "active")
     if "unit_code" in fields and fields["unit_code"] != workspace.unit_code:
         await require_unit(session, fields["unit_code"], ["body", "unit_code"])
+    elif fields.get("active") is True and not workspace.active:
+        # An active workspace in an inactive unit is what deactivating the unit refuses.
+        await require_unit(session, workspace.unit_code, ["body", "active"])
     await _apply_update(session, actor, workspace, fields, "workspace", workspace.code)
     return workspace
 
