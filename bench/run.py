@@ -1,0 +1,338 @@
+"""The benchmark harness: seed, serve, drive with wrk, compare with the framework's ceiling.
+
+    .venv/bin/python bench/run.py                       # both databases, 10^4 permits
+    .venv/bin/python bench/run.py --permits 1000000     # the same at 10^6
+    .venv/bin/python bench/run.py --smoke               # CI: tiny, a few seconds
+
+One uvicorn worker pinned to CPU 0, wrk pinned to CPU 1, 32 connections, a warm-up
+run before each measured one. The ceiling app (bench/ceiling.py) is measured in the
+same run; every figure is also given as a ratio to it. Results: bench/results/*.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parent
+sys.path.insert(0, str(PROJECT))
+
+from app.auth.local import load_or_create_signer  # noqa: E402
+from app.config import load_settings  # noqa: E402
+from app.db import Database  # noqa: E402
+from app.migrate import upgrade  # noqa: E402
+from bench.seed import Seeded, seed  # noqa: E402
+
+PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+CPUS = os.cpu_count() or 1
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _pinned(cpu: int, command: list[str]) -> list[str]:
+    return (
+        ["taskset", "-c", str(cpu), *command] if shutil.which("taskset") and CPUS > 1 else command
+    )
+
+
+class Server:
+    def __init__(self, app: str, env: dict[str, str], app_dir: Path = PROJECT) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--port",
+            str(self.port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--app-dir",
+            str(app_dir),
+        ]
+        self.process = subprocess.Popen(_pinned(0, command), env={**os.environ, **env}, cwd=PROJECT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                httpx.get(f"{self.url}/openapi.json", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{app} did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk not found; installing the Debian package", flush=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+    return shutil.which("wrk") or "wrk"
+
+
+def parse_wrk(output: str) -> dict[str, float]:
+    def duration(text: str) -> float:
+        value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}  # type: ignore[union-attr]
+    for label, key in (("50%", "p50_ms"), ("99%", "p99_ms")):
+        match = re.search(rf"^\s+{re.escape(label)}\s+(\S+)", output, re.M)
+        result[key] = duration(match.group(1)) if match else float("nan")
+    total = re.search(r"(\d+) requests in", output)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    result["requests"] = float(total.group(1)) if total else 0
+    result["errors"] = float(non_2xx.group(1) if non_2xx else 0) + float(
+        sum(int(x) for x in socket_errors.groups()) if socket_errors else 0
+    )
+    return result
+
+
+def run_wrk(
+    wrk: str,
+    url: str,
+    script: Path,
+    env: dict[str, str],
+    *,
+    connections: int,
+    seconds: float,
+    warm_env: dict[str, str] | None = None,
+) -> dict[str, float]:
+    """A warm-up run (its figures dropped), then the measured run."""
+    base = [wrk, "-t1", f"-c{connections}", "--latency", "-s", str(script), url]
+    warm = _pinned(1, [*base[:1], f"-d{max(1, int(seconds // 3))}s", *base[1:]])
+    subprocess.run(
+        warm, env={**os.environ, **env, **(warm_env or {})}, capture_output=True, check=True
+    )
+    measured = _pinned(1, [*base[:1], f"-d{int(seconds)}s", *base[1:]])
+    output = subprocess.run(
+        measured, env={**os.environ, **env}, capture_output=True, text=True, check=True
+    ).stdout
+    return parse_wrk(output)
+
+
+async def prepare(backend: str, folder: Path, permits: int) -> tuple[str, Seeded, str | None]:
+    if backend == "sqlite":
+        url = f"sqlite+aiosqlite:///{folder / 'bench.db'}"
+        dropper = None
+    else:
+        name = f"izs_bench_{uuid.uuid4().hex[:8]}"
+        admin = await asyncpg.connect(PG_ADMIN)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
+        url = (
+            f"{PG_ADMIN.rsplit('/', 1)[0].replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
+        )
+        dropper = name
+    await asyncio.to_thread(upgrade, url)
+    db = Database.connect(url, pool_size=2)
+    try:
+        started = time.perf_counter()
+        seeded = await seed(db, permits)
+        print(f"  seeded {permits} permits in {time.perf_counter() - started:.1f} s", flush=True)
+    finally:
+        await db.dispose()
+    return url, seeded, dropper
+
+
+async def drop(name: str | None) -> None:
+    if name:
+        admin = await asyncpg.connect(PG_ADMIN)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def bench_backend(backend: str, args: argparse.Namespace, wrk: str) -> dict[str, Any]:
+    folder = Path(tempfile.mkdtemp(prefix=f"izs-bench-{backend}-"))
+    url, seeded, dropper = asyncio.run(prepare(backend, folder, args.permits))
+    env = {
+        "DATABASE_URL": url,
+        "DATA_DIR": str(folder / "data"),
+        "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT_PER_MINUTE": "1000000",
+        "RATE_LIMIT_CHECK_PER_MINUTE": "10000000",
+        "AUTH_JWKS_URL": "",
+        "BOOTSTRAP_ADMIN_NIPS": "",
+    }
+    settings = load_settings(_env_file=None, data_dir=folder / "data", database_url=url)
+    signer = load_or_create_signer(settings.data_dir)
+    token = {
+        nip: signer.mint(settings, nip, minutes=120)
+        for nip in (seeded.admin, seeded.staff[0], seeded.heads["BENCH-U000"])
+    }
+    requester = seeded.staff[0]  # staff of BENCH-U000, whose workspaces the write mix books
+    token[requester] = signer.mint(settings, requester, minutes=120)
+
+    files = folder / "paths"
+    files.mkdir()
+    (files / "employee.txt").write_text(
+        "\n".join(
+            f"/api/v1/authorizations/check?nip={n}&workspace_code={w}"
+            for n, w, _, _ in seeded.samples
+        )
+    )
+    (files / "channel.txt").write_text(
+        "\n".join(
+            f"/api/v1/authorizations/check?platform={p}&channel={c.replace('@', '%40')}"
+            for _, _, p, c in seeded.samples
+        )
+    )
+    (files / "permit.txt").write_text("\n".join(f"/api/v1/permits/{i}" for i in seeded.permit_ids))
+    (files / "list.txt").write_text("/api/v1/permits?limit=50\n")
+    (files / "ceiling.txt").write_text("/ceiling\n")
+    (files / "workspaces.txt").write_text("\n".join(seeded.write_workspaces))
+    lua = {"BENCH_LUA": str(HERE / "lua")}
+    key = {"BENCH_HEADER": f"X-API-Key: {seeded.api_key}"}
+    jwt_admin = {"BENCH_HEADER": f"Authorization: Bearer {token[seeded.admin]}"}
+    jwt_staff = {"BENCH_HEADER": f"Authorization: Bearer {token[seeded.staff[0]]}"}
+    varied = HERE / "lua" / "get_varied.lua"
+    scenarios = [
+        ("check nip+workspace, API key", "employee.txt", key),
+        ("check platform+channel, API key", "channel.txt", key),
+        ("check nip+workspace, JWT", "employee.txt", jwt_staff),
+        ("GET /permits/{id}", "permit.txt", jwt_admin),
+        ("GET /permits (page of 50)", "list.txt", jwt_admin),
+    ]
+    results: dict[str, Any] = {}
+    ceiling = Server("ceiling:app", {}, app_dir=HERE)
+    try:
+        results["ceiling (bare FastAPI)"] = run_wrk(
+            wrk,
+            ceiling.url,
+            varied,
+            {**lua, **key, "BENCH_PATHS": str(files / "ceiling.txt")},
+            connections=args.connections,
+            seconds=args.duration,
+        )
+    finally:
+        ceiling.stop()
+    service = Server("app.main:app", env)
+    try:
+        for label, paths, credential in scenarios:
+            results[label] = run_wrk(
+                wrk,
+                service.url,
+                varied,
+                {**lua, **credential, "BENCH_PATHS": str(files / paths)},
+                connections=args.connections,
+                seconds=args.duration,
+            )
+        results["check nip+workspace, API key, 8 connections"] = run_wrk(
+            wrk,
+            service.url,
+            varied,
+            {**lua, **key, "BENCH_PATHS": str(files / "employee.txt")},
+            connections=8,
+            seconds=args.duration,
+        )
+        # The warm-up books windows from day 1, the measured run from day 30: no clashes.
+        t0 = int((datetime.now(UTC) + timedelta(days=1)).timestamp()) // 1800 * 1800
+        write_env = {
+            **lua,
+            "BENCH_WORKSPACES": str(files / "workspaces.txt"),
+            "BENCH_THREADS": "1",
+            "BENCH_T0": str(t0 + 29 * 86400),
+            "BENCH_REQUESTER": token[requester],
+            "BENCH_HEAD": token[seeded.heads["BENCH-U000"]],
+        }
+        mix = run_wrk(
+            wrk,
+            service.url,
+            HERE / "lua" / "write_mix.lua",
+            write_env,
+            connections=min(8, args.connections),
+            seconds=args.duration,
+            warm_env={"BENCH_T0": str(t0)},
+        )
+        mix["pairs_per_second"] = mix["rps"] / 2
+        results["write mix (submit + approve), 8 connections"] = mix
+    finally:
+        service.stop()
+        asyncio.run(drop(dropper))
+        shutil.rmtree(folder, ignore_errors=True)
+    top = results["ceiling (bare FastAPI)"]["rps"]
+    for figures in results.values():
+        figures["x_ceiling"] = round(figures["rps"] / top, 3) if top else 0.0
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Izin Siaran benchmark harness")
+    parser.add_argument(
+        "--backends", nargs="+", default=["sqlite", "postgresql"], choices=["sqlite", "postgresql"]
+    )
+    parser.add_argument("--permits", type=int, default=10_000)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--smoke", action="store_true", help="tiny and quick, for CI")
+    args = parser.parse_args()
+    if args.smoke:
+        args.permits, args.duration, args.connections = 200, 2.0, 4
+    wrk = ensure_wrk()
+    report: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {CPUS} cores, Python {platform.python_version()}",
+        "permits": args.permits,
+        "connections": args.connections,
+        "seconds": args.duration,
+        "backends": {},
+    }
+    for backend in args.backends:
+        print(f"== {backend}", flush=True)
+        results = bench_backend(backend, args, wrk)
+        report["backends"][backend] = results
+        print(
+            "| scenario | req/s | p50 ms | p99 ms | errors | x ceiling |\n|---|---|---|---|---|---|"
+        )
+        for label, f in results.items():
+            print(
+                f"| {label} | {f['rps']:.0f} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} | {f['errors']:.0f} | {f['x_ceiling']:.2f} |"
+            )
+    if not args.smoke:
+        out = HERE / "results" / f"{report['when'][:19].replace(':', '')}-{args.permits}.json"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"written to {out}")
+    failed = [
+        (b, label)
+        for b, results in report["backends"].items()
+        for label, f in results.items()
+        if f["errors"] or not f["requests"]
+    ]
+    if failed:
+        raise SystemExit(f"errors during the run: {failed}")
+
+
+if __name__ == "__main__":
+    main()

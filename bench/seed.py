@@ -1,0 +1,207 @@
+"""Seed a benchmark database quickly: an organisation and N permits with a realistic mix.
+
+Bulk inserts through SQLAlchemy Core (no API, no audit events: the seeded history is
+not what is measured). Approved permits of a workspace never overlap, as in life.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import insert
+
+from app.auth.dependencies import hash_secret
+from app.auth.models import ApiKey
+from app.db import Database
+from app.ids import new_id
+from app.org.models import Employee, Unit, Workspace
+from app.permits.models import PLATFORMS, Permit
+from app.permits.service import channel_key
+
+API_KEY_ID = "01benchbenchbenchbenchbenc"
+API_KEY_SECRET = "bench-secret-not-for-production"
+ATTESTATIONS = dict.fromkeys(
+    (
+        "no_uniform_misuse",
+        "no_confidential_information",
+        "no_disparagement",
+        "no_demeaning_content",
+        "no_sara_hoax_or_negative_content",
+        "political_neutrality",
+    ),
+    True,
+)
+STATUS_MIX = [
+    ("approved", 50),
+    ("pending", 15),
+    ("denied", 10),
+    ("revoked", 10),
+    ("expired", 10),
+    ("cancelled", 5),
+]
+
+
+@dataclass
+class Seeded:
+    admin: str = ""
+    heads: dict[str, str] = field(default_factory=dict)  # unit -> head NIP
+    staff: list[str] = field(default_factory=list)
+    workspaces: list[str] = field(default_factory=list)
+    write_workspaces: list[str] = field(default_factory=list)
+    samples: list[tuple[str, str, str, str]] = field(
+        default_factory=list
+    )  # nip, ws, platform, channel
+    permit_ids: list[str] = field(default_factory=list)
+    api_key: str = f"izs_{API_KEY_ID}_{API_KEY_SECRET}"
+
+
+async def seed(db: Database, permits: int, *, units: int = 20, staff_per_unit: int = 25) -> Seeded:
+    rng = random.Random(47)
+    now = datetime.now(UTC)
+    out = Seeded()
+    unit_rows, employee_rows, workspace_rows = [], [], []
+    counter = 0
+
+    def person(unit: str | None, **roles: bool) -> str:
+        nonlocal counter
+        counter += 1
+        value = f"1985{1 + counter // 999 % 12:02d}01201001{1 + counter // 11988 % 2}{1 + counter % 999:03d}"
+        employee_rows.append(
+            {
+                "nip": value,
+                "name": f"Pegawai {counter}",
+                "employment": "pns",
+                "unit_code": unit,
+                "position": None,
+                "is_admin": roles.get("admin", False),
+                "is_auditor": False,
+                "active": True,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        return value
+
+    out.admin = person(None, admin=True)
+    for u in range(units):
+        code = f"BENCH-U{u:03d}"
+        unit_rows.append(
+            {
+                "code": code,
+                "name": f"Unit {u}",
+                "parent_code": None,
+                "head_nip": None,
+                "active": True,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    for u in range(units):
+        code = f"BENCH-U{u:03d}"
+        head = person(code)
+        out.heads[code] = head
+        unit_rows[u]["head_nip"] = head
+        out.staff += [person(code) for _ in range(staff_per_unit)]
+        for w in range(10):
+            ws = f"BENCH-W{u:03d}-{w}"
+            workspace_rows.append(
+                {
+                    "code": ws,
+                    "name": ws,
+                    "unit_code": code,
+                    "kind": "studio",
+                    "active": True,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            (out.write_workspaces if u == 0 else out.workspaces).append(ws)
+    async with db.write() as session, session.begin():
+        heads = {row["code"]: row.pop("head_nip") for row in unit_rows}
+        await session.execute(insert(Unit), [{**row, "head_nip": None} for row in unit_rows])
+        await session.execute(insert(Employee), employee_rows)
+        await session.execute(insert(Workspace), workspace_rows)
+        for code, head in heads.items():
+            await session.execute(
+                Unit.__table__.update().where(Unit.code == code).values(head_nip=head)
+            )
+        await session.execute(
+            insert(ApiKey),
+            [
+                {
+                    "id": API_KEY_ID,
+                    "name": "bench",
+                    "scopes": ["check"],
+                    "secret_sha256": hash_secret(API_KEY_SECRET),
+                    "created_at": now,
+                    "created_by": out.admin,
+                    "revoked_at": None,
+                    "revoked_by": None,
+                }
+            ],
+        )
+
+    statuses = [s for s, weight in STATUS_MIX for _ in range(weight)]
+    next_free: dict[str, datetime] = {}
+    staff_unit = {row["nip"]: row["unit_code"] for row in employee_rows}
+    batch: list[dict[str, object]] = []
+    for i in range(permits):
+        requester = rng.choice(out.staff)
+        unit = staff_unit[requester]
+        ws = f"BENCH-W{int(unit[-3:]):03d}-{rng.randrange(10)}"
+        if ws in out.write_workspaces:
+            ws = f"BENCH-W001-{rng.randrange(10)}"
+            unit = "BENCH-U001"
+        status = rng.choice(statuses)
+        length = timedelta(minutes=rng.choice((30, 60, 90, 120)))
+        if status == "approved":
+            start = next_free.get(ws, now - timedelta(days=60)) + timedelta(
+                minutes=rng.choice((0, 30, 60))
+            )
+            next_free[ws] = start + length
+        else:
+            start = now + timedelta(minutes=rng.randrange(-60 * 24 * 60, 60 * 24 * 60))
+        if status == "pending" and start < now:
+            status = "expired"
+        platform = rng.choice(PLATFORMS)
+        channel = f"@asn.{requester[-6:]}.{i % 7}"
+        permit_id = new_id()
+        batch.append(
+            {
+                "id": permit_id,
+                "requester_nip": requester,
+                "workspace_code": ws,
+                "unit_code": unit,
+                "platform": platform,
+                "channel": channel,
+                "channel_key": channel_key(channel),
+                "purpose": "official",
+                "title": "Seeded",
+                "description": None,
+                "starts_at": start,
+                "ends_at": start + length,
+                "attestations": ATTESTATIONS,
+                "status": status,
+                "decided_by": None,
+                "decided_as": None,
+                "decided_at": None,
+                "decision_note": None,
+                "closed_by": None,
+                "closed_at": None,
+                "close_reason": None,
+                "created_at": now,
+                "updated_at": now,
+                "version": 1,
+            }
+        )
+        if len(out.samples) < 2000 and rng.random() < 0.2:
+            out.samples.append((requester, ws, platform, channel))
+        if len(out.permit_ids) < 2000 and rng.random() < 0.2:
+            out.permit_ids.append(permit_id)
+        if len(batch) == 5000 or i == permits - 1:
+            async with db.write() as session, session.begin():
+                await session.execute(insert(Permit), batch)
+            batch = []
+    return out
