@@ -57,9 +57,12 @@ class RequestContextMiddleware:
         if len(scope["path"]) > MAX_PATH_LENGTH or len(scope["query_string"]) > MAX_QUERY_LENGTH:
             await self._send_problem(scope, send, request_id, 414, started)
             return
-        if "\x00" in scope["path"] or b"%00" in scope["query_string"].lower():
-            # No identifier or filter here can hold NUL, and PostgreSQL refuses it outright.
+        # No identifier or filter can hold NUL, and PostgreSQL refuses it outright.
+        if "\x00" in scope["path"]:
             await self._send_problem(scope, send, request_id, 404, started)
+            return
+        if b"%00" in scope["query_string"].lower():
+            await self._send_problem(scope, send, request_id, 422, started)
             return
         declared = _header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
@@ -119,6 +122,15 @@ class RequestContextMiddleware:
         if status == 404:
             response = problem_response(
                 404, "not_found", "No resource has a NUL character in its name.", instance=None
+            )
+        elif status == 422:
+            response = problem_response(
+                422,
+                "validation_error",
+                "Query parameters may not contain NUL characters.",
+                title="Invalid input",
+                errors=[{"loc": ["query"], "msg": "contains NUL", "code": "nul_character"}],
+                instance=scope["path"],
             )
         elif status == 414:
             response = problem_response(

@@ -109,7 +109,7 @@ async def test_nul_characters_are_refused_not_500(client: httpx.AsyncClient, org
     """PostgreSQL cannot store NUL; it must never reach the database."""
     assert_problem(await client.get("/api/v1/employees/%00", headers=org.admin), 404)
     assert_problem(
-        await client.get("/api/v1/units", params={"parent_code": "A\x00"}, headers=org.admin), 404
+        await client.get("/api/v1/units", params={"parent_code": "A\x00"}, headers=org.admin), 422
     )
     body = {"code": "NULUNIT", "name": "bad\x00name"}
     problem = assert_problem(await client.post("/api/v1/units", json=body, headers=org.admin), 422)
