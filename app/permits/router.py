@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.schemas import AuditEventOut
 from app.audit.service import events_of_subject
 from app.auth.dependencies import CurrentEmployee
 from app.db import SessionDep
 from app.errors import API_PROBLEMS, Forbidden, created_links, problem_responses
+from app.org.models import Employee
 from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
 from app.permits import idempotency, listing, service
 from app.permits.policy import describe
@@ -93,6 +95,32 @@ async def _idempotent(
 
 def _json(response: JSONResponse) -> dict[str, Any]:
     return dict(json.loads(bytes(response.body)))
+
+
+Text = TypeVar("Text", str, str | None)
+
+
+async def _decide(
+    transition: Callable[
+        [AsyncSession, Employee, str, Text, int | None], Awaitable[service.PermitView]
+    ],
+    text: Text,
+    *,
+    permit_id: str,
+    request: Request,
+    session: AsyncSession,
+    employee: Employee,
+    body: BaseModel | None,
+    if_match: str | None,
+    idempotency_key: str | None,
+) -> JSONResponse:
+    """Run one state transition, honouring If-Match and Idempotency-Key."""
+
+    async def run() -> tuple[service.PermitView, int]:
+        version = _if_match_version(if_match)
+        return await transition(session, employee, permit_id, text, version), 200
+
+    return await _idempotent(request, session, employee.nip, idempotency_key, body, run)
 
 
 @router.get("/policy", tags=["policy"])
@@ -193,15 +221,17 @@ async def approve_permit(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Approve a pending permit. Approvers only; never the requester."""
-    note = body.note if body else None
-
-    async def run() -> tuple[service.PermitView, int]:
-        view = await service.approve(
-            session, employee, permit_id, note, _if_match_version(if_match)
-        )
-        return view, 200
-
-    return await _idempotent(request, session, employee.nip, idempotency_key, body, run)
+    return await _decide(
+        service.approve,
+        body.note if body else None,
+        permit_id=permit_id,
+        request=request,
+        session=session,
+        employee=employee,
+        body=body,
+        if_match=if_match,
+        idempotency_key=idempotency_key,
+    )
 
 
 @router.post("/permits/{permit_id}/deny", response_model=PermitOut, responses=_DECISION)
@@ -215,14 +245,17 @@ async def deny_permit(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Deny a pending permit, with a reason. Approvers only."""
-
-    async def run() -> tuple[service.PermitView, int]:
-        view = await service.deny(
-            session, employee, permit_id, body.reason, _if_match_version(if_match)
-        )
-        return view, 200
-
-    return await _idempotent(request, session, employee.nip, idempotency_key, body, run)
+    return await _decide(
+        service.deny,
+        body.reason,
+        permit_id=permit_id,
+        request=request,
+        session=session,
+        employee=employee,
+        body=body,
+        if_match=if_match,
+        idempotency_key=idempotency_key,
+    )
 
 
 @router.post("/permits/{permit_id}/cancel", response_model=PermitOut, responses=_DECISION)
@@ -236,15 +269,17 @@ async def cancel_permit(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Withdraw your own permit while pending, or while approved and not yet started."""
-    reason = body.reason if body else None
-
-    async def run() -> tuple[service.PermitView, int]:
-        view = await service.cancel(
-            session, employee, permit_id, reason, _if_match_version(if_match)
-        )
-        return view, 200
-
-    return await _idempotent(request, session, employee.nip, idempotency_key, body, run)
+    return await _decide(
+        service.cancel,
+        body.reason if body else None,
+        permit_id=permit_id,
+        request=request,
+        session=session,
+        employee=employee,
+        body=body,
+        if_match=if_match,
+        idempotency_key=idempotency_key,
+    )
 
 
 @router.post("/permits/{permit_id}/revoke", response_model=PermitOut, responses=_DECISION)
@@ -258,14 +293,17 @@ async def revoke_permit(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Withdraw an approval before the window ends. Approvers only; effective at once."""
-
-    async def run() -> tuple[service.PermitView, int]:
-        view = await service.revoke(
-            session, employee, permit_id, body.reason, _if_match_version(if_match)
-        )
-        return view, 200
-
-    return await _idempotent(request, session, employee.nip, idempotency_key, body, run)
+    return await _decide(
+        service.revoke,
+        body.reason,
+        permit_id=permit_id,
+        request=request,
+        session=session,
+        employee=employee,
+        body=body,
+        if_match=if_match,
+        idempotency_key=idempotency_key,
+    )
 
 
 @router.get("/permits/{permit_id}/events", responses=problem_responses(404))
