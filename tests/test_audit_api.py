@@ -123,8 +123,6 @@ async def test_verify_reports_count_and_head(client: httpx.AsyncClient, org: Org
         "valid": True,
         "count": len(listed),
         "head": listed[-1]["hash"],
-        "seq": None,
-        "reason": None,
     }
 
 

@@ -116,7 +116,7 @@ async def export_events(request: Request, _: AuditorOrAdmin, filters: Filters) -
     )
 
 
-@router.get("/verify")
+@router.get("/verify", response_model_exclude_none=True)
 async def verify_chain(request: Request, _: AuditorOrAdmin) -> ChainStatus:
     """Recompute the whole chain: `valid`, the count and head hash, or the first bad `seq`."""
     db: Database = request.app.state.db
