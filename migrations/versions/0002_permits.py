@@ -54,7 +54,10 @@ def upgrade() -> None:
             name=op.f("ck_permits_platform"),
         ),
         sa.CheckConstraint(
-            _in("purpose", ("official", "public_service", "public_information", "education", "personal")),
+            _in(
+                "purpose",
+                ("official", "public_service", "public_information", "education", "personal"),
+            ),
             name=op.f("ck_permits_purpose"),
         ),
         sa.CheckConstraint(
@@ -62,12 +65,24 @@ def upgrade() -> None:
             name=op.f("ck_permits_status"),
         ),
         sa.CheckConstraint("ends_at > starts_at", name=op.f("ck_permits_window")),
-        sa.ForeignKeyConstraint(["requester_nip"], ["employees.nip"], name=op.f("fk_permits_requester_nip_employees")),
-        sa.ForeignKeyConstraint(["unit_code"], ["units.code"], name=op.f("fk_permits_unit_code_units")),
-        sa.ForeignKeyConstraint(["workspace_code"], ["workspaces.code"], name=op.f("fk_permits_workspace_code_workspaces")),
+        sa.ForeignKeyConstraint(
+            ["requester_nip"], ["employees.nip"], name=op.f("fk_permits_requester_nip_employees")
+        ),
+        sa.ForeignKeyConstraint(
+            ["unit_code"], ["units.code"], name=op.f("fk_permits_unit_code_units")
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_code"],
+            ["workspaces.code"],
+            name=op.f("fk_permits_workspace_code_workspaces"),
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_permits")),
     )
-    op.create_index("ix_permits_requester_workspace", "permits", ["requester_nip", "workspace_code", "starts_at"])
+    op.create_index(
+        "ix_permits_requester_workspace",
+        "permits",
+        ["requester_nip", "workspace_code", "starts_at"],
+    )
     op.create_index("ix_permits_channel", "permits", ["platform", "channel_key", "starts_at"])
     op.create_index("ix_permits_workspace_starts_at", "permits", ["workspace_code", "starts_at"])
     op.create_index("ix_permits_unit_status", "permits", ["unit_code", "status"])
@@ -82,7 +97,9 @@ def upgrade() -> None:
         sa.Column("created_at", TZ, nullable=False),
         sa.PrimaryKeyConstraint("principal", "key", name=op.f("pk_idempotency_records")),
     )
-    op.create_index(op.f("ix_idempotency_records_created_at"), "idempotency_records", ["created_at"])
+    op.create_index(
+        op.f("ix_idempotency_records_created_at"), "idempotency_records", ["created_at"]
+    )
 
     if op.get_bind().dialect.name == "postgresql":
         # Two approved permits of one workspace never overlap, whatever runs concurrently.
