@@ -33,7 +33,11 @@ def _require_migrated(settings: Settings) -> None:
 
     async def check() -> None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db = Database.connect(settings.effective_database_url, pool_size=1)
+        db = Database.connect(
+            settings.effective_database_url,
+            pool_size=1,
+            timeout=settings.database_timeout_seconds,
+        )
         try:
             await require_head(db.engine)
         finally:
@@ -132,7 +136,11 @@ async def _verify_database(settings: Settings) -> dict[str, object]:
     from app.audit.verify import verify_stream
     from app.db import Database
 
-    db = Database.connect(settings.effective_database_url, pool_size=1)
+    db = Database.connect(
+        settings.effective_database_url,
+        pool_size=1,
+        timeout=settings.database_timeout_seconds,
+    )
     try:
         walk = queries.walk(db, queries.filtered(queries.EventFilters()))
         return (await verify_stream(walk)).as_json()
@@ -195,7 +203,11 @@ def audit_head() -> None:
     from app.db import Database
 
     async def head() -> str:
-        db = Database.connect(_settings().effective_database_url, pool_size=1)
+        db = Database.connect(
+            _settings().effective_database_url,
+            pool_size=1,
+            timeout=_settings().database_timeout_seconds,
+        )
         try:
             newest = await queries.head(db)
         finally:

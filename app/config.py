@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     database_url: str = ""
     database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_timeout_seconds: float = Field(default=2.0, gt=0, le=300)
 
     auth_jwks_url: str = ""
     auth_issuer: str = ""

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, event
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import PoolResetState
 from sqlalchemy.types import TypeDecorator
 
 from app.timeutil import as_utc
@@ -73,7 +74,14 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, timeout: float = 2.0) -> AsyncEngine:
+    """An engine whose waits on PostgreSQL are bounded by `timeout` seconds each.
+
+    A pool connection, a new connection and one statement each wait at most `timeout`:
+    a database that is down or frozen (a partition, a hung host) makes a request fail
+    within a few seconds (a 503), never hang. SQLite waits for a lock up to its busy
+    timeout instead.
+    """
     if is_sqlite(url):
         engine = create_async_engine(
             url,
@@ -82,15 +90,30 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             max_overflow=0,
         )
         _configure_sqlite(engine)
-        return engine
-    return create_async_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
-        pool_timeout=5,
-        connect_args={"timeout": 5, "command_timeout": 30},
-    )
+    else:
+        engine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_timeout=timeout,
+            connect_args={"timeout": timeout, "command_timeout": timeout},
+        )
+    event.listen(engine.sync_engine, "handle_error", _failed_connect_is_a_disconnect)
+    return engine
+
+
+def _failed_connect_is_a_disconnect(context: ExceptionContext) -> None:
+    """A database that refuses a new connection is unavailable, whatever it answers.
+
+    PostgreSQL refuses with an SQL error, not a socket error, while it starts up or
+    shuts down, when it has too many clients or the database does not accept
+    connections; the driver's own list of disconnects misses these. Marking them as
+    disconnects makes them `database_unavailable` (503) problems, not 500s, and lets
+    the pool's pre-ping replace a connection whose ping failed.
+    """
+    if context.connection is None:  # connecting or pre-pinging: no usable connection
+        context.is_disconnect = True
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -110,6 +133,18 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
 
+    @event.listens_for(engine.sync_engine, "reset")
+    def _on_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
+        # A COMMIT that SQLite refuses (a deferred foreign key) leaves the transaction
+        # open, write lock and all. SQLAlchemy counts any commit attempt as the end of
+        # the transaction and would pool the connection as it is.
+        if (
+            state.transaction_was_reset
+            and state.asyncio_safe
+            and dbapi_connection.driver_connection.in_transaction
+        ):
+            dbapi_connection.rollback()
+
 
 @dataclass(frozen=True)
 class Database:
@@ -118,8 +153,8 @@ class Database:
     write: async_sessionmaker[AsyncSession]
 
     @classmethod
-    def connect(cls, url: str, *, pool_size: int = 10) -> Database:
-        engine = create_engine(url, pool_size=pool_size)
+    def connect(cls, url: str, *, pool_size: int = 10, timeout: float = 2.0) -> Database:
+        engine = create_engine(url, pool_size=pool_size, timeout=timeout)
         writer = engine.execution_options(sqlite_begin="IMMEDIATE")
         return cls(
             engine=engine,

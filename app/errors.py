@@ -178,8 +178,7 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
-async def _app_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, AppError)
+def app_error_response(exc: AppError, instance: str) -> JSONResponse:
     return problem_response(
         exc.status,
         exc.code,
@@ -187,9 +186,14 @@ async def _app_error(request: Request, exc: Exception) -> JSONResponse:
         title=exc.title,
         errors=exc.errors,
         headers=exc.headers,
-        instance=request.url.path,
+        instance=instance,
         extra=exc.extra,
     )
+
+
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return app_error_response(exc, request.url.path)
 
 
 async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
@@ -293,6 +297,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, _dbapi_error)
     app.add_exception_handler(PoolTimeoutError, _database_unavailable)
     app.add_exception_handler(ConnectionError, _database_unavailable)
+    # The driver's own timeouts (app/db.py): a database that does not answer in time.
+    app.add_exception_handler(TimeoutError, _database_unavailable)
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -305,6 +311,24 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+def file_problems_under_problem_json(document: dict[str, Any]) -> dict[str, Any]:
+    """Move each 4xx/5xx schema from `application/json` to `application/problem+json`.
+
+    FastAPI files a response `model` under the route's own media type, which would
+    leave the problem media type without a schema and declare an `application/json`
+    error body the service never sends.
+    """
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if str(status)[:1] in {"4", "5"} and PROBLEM_JSON in content:
+                    schema = content.pop("application/json", {}).get("schema")
+                    if schema is not None:
+                        content[PROBLEM_JSON]["schema"] = schema
+    return document
 
 
 API_PROBLEMS = problem_responses(401, 403, 414, 422, 429, 500, 503)

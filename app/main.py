@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -16,10 +17,12 @@ from app.audit.router import router as audit_router
 from app.auth.jwks import RemoteKeySource, StaticKeySource, parse_jwks
 from app.auth.local import load_or_create_signer
 from app.auth.tokens import TokenVerifier
+from app.authorizations.fastpath import CheckFastPath, FastPathCount
+from app.authorizations.reader import CheckReader, open_reader
 from app.authorizations.router import router as authorizations_router
 from app.config import Settings, SettingsError, load_settings
 from app.db import Database
-from app.errors import install_error_handlers
+from app.errors import file_problems_under_problem_json, install_error_handlers
 from app.health.router import router as health_router
 from app.logs import configure_logging
 from app.middleware import RequestContextMiddleware
@@ -48,9 +51,20 @@ def _operation_id(route: APIRoute) -> str:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database.connect(settings.effective_database_url, pool_size=settings.database_pool_size)
+    db = Database.connect(
+        settings.effective_database_url,
+        pool_size=settings.database_pool_size,
+        timeout=settings.database_timeout_seconds,
+    )
+    reader: CheckReader | None = None
     try:
         await require_head(db.engine)
+        reader = await open_reader(
+            settings.effective_database_url,
+            size=settings.database_pool_size,
+            wait_seconds=settings.database_timeout_seconds,
+        )
+        app.state.check_reader = reader
         if settings.bootstrap_admin_nips:
             async with db.write() as session, session.begin():
                 await ensure_admins(session, settings.bootstrap_admin_nips)
@@ -70,7 +84,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with periodic_sweep(db, settings.sweep_interval_seconds):
             yield
     finally:
+        if reader is not None:
+            await reader.close()
         await db.dispose()
+
+
+def _serve_problems_as_problem_json(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = file_problems_under_problem_json(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -87,7 +114,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    # Added innermost first: request context wraps CORS, which wraps the rate limit.
+    _serve_problems_as_problem_json(app)
+    # Added innermost first: request context wraps CORS, which wraps the rate limit, which
+    # wraps the check's fast path.
+    app.state.check_fast_path = FastPathCount()
+    app.add_middleware(CheckFastPath, count=app.state.check_fast_path)
     app.add_middleware(
         RateLimitMiddleware,
         per_minute=settings.rate_limit_per_minute,

@@ -1,4 +1,5 @@
-"""Builders for permit tests: a unit with its head, a requester, a workspace, permit bodies."""
+"""Builders for permit tests: a unit with its head, a requester, a workspace, permit bodies,
+and the one way tests move a permit's window (time passing) without sleeping."""
 
 from __future__ import annotations
 
@@ -7,9 +8,15 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
+from sqlalchemy import select, update
 
+from app.audit.models import AuditEvent
+from app.permits.models import Permit
 from app.permits.policy import ATTESTATIONS
 from tests.support import Org
+
+PERMITS = "/api/v1/permits"
 
 WIB = timezone(timedelta(hours=7))
 
@@ -37,6 +44,49 @@ def permit_body(
     }
     body.update(overrides)
     return body
+
+
+async def submit(
+    org: Org, nip: str, workspace_code: str, *, key: str | None = None, **body: Any
+) -> dict[str, Any]:
+    """`nip` asks for a permit (a `permit_body` with `body` applied); it must be created."""
+    headers = {**org.as_(nip), **({"Idempotency-Key": key} if key else {})}
+    response = await org.client.post(
+        PERMITS, json=permit_body(workspace_code, **body), headers=headers
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def move_window(
+    app: FastAPI, permit_id: str, starts_in: timedelta, minutes: int = 60
+) -> None:
+    """Put a permit's window at `starts_in` from now (negative: in the past), straight in the
+    database, as time passing would: no API lets a client do this."""
+    begin = datetime.now(UTC) + starts_in
+    async with app.state.db.engine.begin() as connection:
+        await connection.execute(
+            update(Permit)
+            .where(Permit.id == permit_id)
+            .values(starts_at=begin, ends_at=begin + timedelta(minutes=minutes))
+        )
+
+
+async def stored_status(app: FastAPI, permit_id: str) -> str:
+    """The `status` column as stored (the API shows the effective status)."""
+    async with app.state.db.engine.connect() as connection:
+        return str(await connection.scalar(select(Permit.status).where(Permit.id == permit_id)))
+
+
+async def audit_actions(app: FastAPI, permit_id: str) -> list[tuple[str, str]]:
+    """(action, actor) of every audit event of a permit, oldest first, read from the database."""
+    async with app.state.db.engine.connect() as connection:
+        rows = await connection.execute(
+            select(AuditEvent.action, AuditEvent.actor)
+            .where(AuditEvent.subject == f"permit:{permit_id}")
+            .order_by(AuditEvent.seq)
+        )
+        return [(action, actor) for action, actor in rows]
 
 
 @dataclass
@@ -88,9 +138,13 @@ class Office:
         )
 
     async def delegate(
-        self, nip: str, kind: str = "plh", unit_code: str | None = None
+        self,
+        nip: str,
+        kind: str = "plh",
+        unit_code: str | None = None,
+        starts_in: timedelta = timedelta(0),
     ) -> dict[str, Any]:
-        now = datetime.now(UTC)
+        now = datetime.now(UTC) + starts_in
         response = await self.client.post(
             f"/api/v1/units/{unit_code or self.unit['code']}/delegations",
             json={

@@ -35,7 +35,7 @@ def could_be_key_id(value: str) -> bool:
     return len(value) == KEY_ID_LENGTH and value.isascii() and value.isalnum()
 
 
-def _could_be_nip(value: str) -> bool:
+def could_be_nip(value: str) -> bool:
     """Every stored NIP is 18 ASCII digits (see `could_be_key_id` for why this matters)."""
     return len(value) == NIP_LENGTH and value.isascii() and value.isdigit()
 
@@ -44,7 +44,7 @@ async def _employee_from_token(
     session: AsyncSession, verifier: TokenVerifier, token: str
 ) -> Employee:
     nip = await verifier.verified_nip(token)
-    employee = await session.get(Employee, nip) if _could_be_nip(nip) else None
+    employee = await session.get(Employee, nip) if could_be_nip(nip) else None
     if employee is None:
         raise Unauthenticated(
             "The token is valid but names no employee known to this service.",

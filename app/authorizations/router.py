@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from app.auth.dependencies import CurrentPrincipal
 from app.authorizations import service
-from app.db import SessionDep
 from app.errors import API_PROBLEMS, Forbidden, InvalidInput, field_error
 from app.permits.service import channel_key
-from app.timeutil import InstantIn, format_instant, utcnow
+from app.timeutil import InstantIn, utcnow
 
 router = APIRouter(prefix="/api/v1/authorizations", tags=["authorizations"])
 
@@ -56,7 +55,7 @@ class CheckResult(BaseModel):
     responses=API_PROBLEMS,
 )
 async def check(
-    session: SessionDep,
+    request: Request,
     principal: CurrentPrincipal,
     nip: Annotated[str | None, Query(max_length=32)] = None,
     workspace_code: Annotated[str | None, Query(max_length=32)] = None,
@@ -87,17 +86,12 @@ async def check(
             ],
         )
     checked_at = utcnow()
-    instant = at or checked_at
+    reader = request.app.state.check_reader
     if nip is not None and workspace_code is not None:
-        answer = await service.check_employee_workspace(session, nip, workspace_code, instant)
+        answer = await service.check(reader, "employee", nip, workspace_code, at or checked_at)
     else:
         assert platform is not None
         assert channel is not None
-        answer = await service.check_channel(session, platform, channel_key(channel), instant)
-    body: dict[str, Any] = {
-        "authorized": answer.authorized,
-        "reason": answer.reason,
-        "checked_at": format_instant(checked_at),
-        "permit": answer.permit,
-    }
-    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+        key = channel_key(channel)
+        answer = await service.check(reader, "channel", platform, key, at or checked_at)
+    return JSONResponse(service.body(answer, checked_at), headers={"Cache-Control": "no-store"})

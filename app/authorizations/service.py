@@ -1,9 +1,9 @@
 """The check: "is this stream authorised at this instant?" (SPEC §5).
 
-Only committed permit rows are read, in the request's own transaction, with no
-cache: once a revocation is acknowledged (committed), every later check on any
-instance reads it. One indexed query picks the candidate permits of an
-(employee, workspace) or a (platform, channel) pair; `most_relevant` ranks them.
+`app.authorizations.reader` fetches, in one round trip and with no cache, the
+candidate permits of an (employee, workspace) or a (platform, channel) pair;
+`decide` turns them into the answer. Both the full route and the fast path
+(`app.authorizations.fastpath`) answer through here, so they cannot disagree.
 """
 
 from __future__ import annotations
@@ -13,24 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from app.org.models import Employee, Workspace
-from app.permits.models import Permit
+from app.authorizations.reader import Candidate, CheckReader, Form, Reading
 from app.timeutil import format_instant
-
-CANDIDATES = 20
-_COLUMNS = (
-    Permit.id,
-    Permit.requester_nip,
-    Permit.workspace_code,
-    Permit.platform,
-    Permit.channel,
-    Permit.starts_at,
-    Permit.ends_at,
-    Permit.status,
-)
 
 
 @dataclass(frozen=True)
@@ -40,7 +24,7 @@ class Answer:
     permit: dict[str, Any] | None = None
 
 
-def _permit_json(row: Row[Any]) -> dict[str, Any]:
+def _permit_json(row: Candidate) -> dict[str, Any]:
     return {
         "id": row.id,
         "requester_nip": row.requester_nip,
@@ -52,82 +36,56 @@ def _permit_json(row: Row[Any]) -> dict[str, Any]:
     }
 
 
-def most_relevant(rows: Sequence[Row[Any]], at: datetime) -> Answer:
-    """Rank candidate permits (all ending after `at`, plus the last one that ended) for `at`.
+def _pick(rows: Sequence[Candidate], at: datetime) -> tuple[str, Candidate | None]:
+    """Rank candidate permits for `at`; the order they come in does not matter.
 
-    1. a permit whose window holds `at`: approved ones first;
+    1. a permit whose window holds `at`: approved ones first, then the earliest;
     2. else the next permit to come: approved (not_started), then pending, then others;
     3. else the last permit that ended: approved (ended), else its own status.
+    A pending permit whose start has passed is expired, whether or not a sweep ran.
     """
     current = [r for r in rows if r.starts_at <= at < r.ends_at]
-    upcoming = sorted((r for r in rows if r.starts_at > at), key=lambda r: r.starts_at)
-    past = sorted((r for r in rows if r.ends_at <= at), key=lambda r: r.ends_at, reverse=True)
     if current:
-        approved = [r for r in current if r.status == "approved"]
-        row = approved[0] if approved else current[0]
-        status = "expired" if row.status == "pending" else row.status
-        return Answer(status == "approved", status, _permit_json(row))
+        row = min(current, key=lambda r: (r.status != "approved", r.starts_at, r.id))
+        return ("expired" if row.status == "pending" else row.status), row
+    upcoming = [r for r in rows if r.starts_at > at]
     if upcoming:
         rank = {"approved": 0, "pending": 1}
-        row = min(upcoming, key=lambda r: (rank.get(r.status, 2), r.starts_at))
-        reason = "not_started" if row.status == "approved" else row.status
-        return Answer(False, reason, _permit_json(row))
+        row = min(upcoming, key=lambda r: (rank.get(r.status, 2), r.starts_at, r.id))
+        return ("not_started" if row.status == "approved" else row.status), row
+    past = [r for r in rows if r.ends_at <= at]
     if past:
-        row = past[0]
+        row = max(past, key=lambda r: (r.ends_at, r.id))
         status = "expired" if row.status == "pending" else row.status
-        return Answer(False, "ended" if status == "approved" else status, _permit_json(row))
-    return Answer(False, "no_permit")
+        return ("ended" if status == "approved" else status), row
+    return "no_permit", None
 
 
-async def _candidates(session: AsyncSession, where: list[Any], at: datetime) -> Sequence[Row[Any]]:
-    live = (
-        await session.execute(
-            select(*_COLUMNS)
-            .where(*where, Permit.ends_at > at)
-            .order_by(Permit.starts_at)
-            .limit(CANDIDATES)
-        )
-    ).all()
-    if live:
-        return live  # type: ignore[return-value]
-    last = (
-        await session.execute(
-            select(*_COLUMNS)
-            .where(*where, Permit.ends_at <= at)
-            .order_by(Permit.ends_at.desc())
-            .limit(1)
-        )
-    ).all()
-    return last  # type: ignore[return-value]
+def decide(form: Form, reading: Reading, at: datetime) -> Answer:
+    if form == "employee":
+        if reading.employee_active is None:
+            return Answer(False, "unknown_employee")
+        if not reading.employee_active:
+            return Answer(False, "employee_inactive")
+        if not reading.workspace_known:
+            return Answer(False, "unknown_workspace")
+    reason, row = _pick(reading.candidates, at)
+    if row is None:
+        return Answer(False, reason)
+    if reason == "approved" and not row.requester_active:
+        return Answer(False, "employee_inactive", _permit_json(row))
+    return Answer(reason == "approved", reason, _permit_json(row))
 
 
-async def check_employee_workspace(
-    session: AsyncSession, nip: str, workspace_code: str, at: datetime
-) -> Answer:
-    active = await session.scalar(select(Employee.active).where(Employee.nip == nip))
-    if active is None:
-        return Answer(False, "unknown_employee")
-    if not active:
-        return Answer(False, "employee_inactive")
-    if await session.scalar(select(Workspace.code).where(Workspace.code == workspace_code)) is None:
-        return Answer(False, "unknown_workspace")
-    rows = await _candidates(
-        session, [Permit.requester_nip == nip, Permit.workspace_code == workspace_code], at
-    )
-    return most_relevant(rows, at)
+def body(answer: Answer, checked_at: datetime) -> dict[str, Any]:
+    return {
+        "authorized": answer.authorized,
+        "reason": answer.reason,
+        "checked_at": format_instant(checked_at),
+        "permit": answer.permit,
+    }
 
 
-async def check_channel(
-    session: AsyncSession, platform: str, channel_key: str, at: datetime
-) -> Answer:
-    rows = await _candidates(
-        session, [Permit.platform == platform, Permit.channel_key == channel_key], at
-    )
-    answer = most_relevant(rows, at)
-    if answer.authorized and answer.permit is not None:
-        active = await session.scalar(
-            select(Employee.active).where(Employee.nip == answer.permit["requester_nip"])
-        )
-        if not active:
-            return Answer(False, "employee_inactive", answer.permit)
-    return answer
+async def check(reader: CheckReader, form: Form, first: str, second: str, at: datetime) -> Answer:
+    """The answer for (nip, workspace_code) or (platform, channel_key) at `at`."""
+    return decide(form, await reader.read(form, first, second, at), at)

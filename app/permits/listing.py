@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import InvalidInput
+from app.errors import InvalidInput, field_error
 from app.org.models import Delegation, Employee, Unit
 from app.pagination import decode_cursor, encode_cursor
 from app.permits.approvers import Approver, resolve_approvers
@@ -125,7 +125,11 @@ async def list_visible(
     if cursor is not None:
         decoded = decode_cursor(cursor)
         if not isinstance(decoded, str):
-            raise InvalidInput("The cursor is not one this service issued.", code="invalid_cursor")
+            raise InvalidInput(
+                "The cursor is not one this service issued.",
+                code="invalid_cursor",
+                errors=[field_error(["query", "cursor"], "unrecognised cursor", "invalid_cursor")],
+            )
         last = decoded
     approvers_of: dict[tuple[str, str], list[Approver]] = {}
     views: list[PermitView] = []
@@ -158,9 +162,10 @@ async def list_visible(
                 or privileged
             ):
                 continue
-            views.append(view)
             if len(views) == limit:
-                more = await session.scalar(statement.where(Permit.id > last).limit(1))
-                return views, encode_cursor(last) if more is not None else None
+                # One more visible permit exists: the page ends at the one before it. (Rows
+                # the query found but the caller may not see never promise a next page.)
+                return views, encode_cursor(views[-1].permit.id)
+            views.append(view)
         if len(rows) < SCAN_BATCH:
             return views, None

@@ -27,9 +27,10 @@ class Permit(Base):
         CheckConstraint(_in("purpose", PURPOSES), name="purpose"),
         CheckConstraint(_in("status", STATUSES), name="status"),
         CheckConstraint("ends_at > starts_at", name="window"),
-        # The check by employee and workspace, and by platform and channel.
-        Index("ix_permits_requester_workspace", "requester_nip", "workspace_code", "starts_at"),
-        Index("ix_permits_channel", "platform", "channel_key", "starts_at"),
+        # The check by employee and workspace, and by platform and channel: each of its
+        # reads is a range of `ends_at` within one pair (app/authorizations/reader.py).
+        Index("ix_permits_requester_workspace_ends", "requester_nip", "workspace_code", "ends_at"),
+        Index("ix_permits_channel_ends", "platform", "channel_key", "ends_at"),
         Index("ix_permits_workspace_starts_at", "workspace_code", "starts_at"),
         Index("ix_permits_unit_status", "unit_code", "status"),
     )

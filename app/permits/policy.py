@@ -146,6 +146,22 @@ def check_window(starts_at: datetime, ends_at: datetime, *, now: datetime, limit
         )
 
 
+def unknown_workspace(code: str) -> PolicyViolation:
+    return PolicyViolation(
+        f"Workspace {code} does not exist; a permit is for a known workspace ({_cite(4)})",
+        code="unknown_workspace",
+        errors=[field_error(["body", "workspace_code"], "no such workspace", "unknown_workspace")],
+    )
+
+
+def workspace_inactive(code: str) -> PolicyViolation:
+    return PolicyViolation(
+        f"Workspace {code} is inactive; no permit can be asked for it ({_cite(4)})",
+        code="workspace_inactive",
+        errors=[field_error(["body", "workspace_code"], "inactive", "workspace_inactive")],
+    )
+
+
 def describe(limits: Limits) -> dict[str, object]:
     """The published policy: clauses, the submission rules, their limits."""
     return {

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import SYSTEM_ACTOR, append_event
 from app.config import Settings
-from app.errors import AppError, Conflict, Forbidden, NotFound, field_error
+from app.errors import AppError, Conflict, Forbidden, NotFound
 from app.ids import new_id
 from app.org.models import Employee, Unit, Workspace
 from app.permits import policy
@@ -114,20 +114,10 @@ async def submit_permit(
     policy.check_window(body.starts_at, body.ends_at, now=now, limits=limits)
     workspace = await session.get(Workspace, body.workspace_code)
     if workspace is None:
-        raise policy.PolicyViolation(
-            f"Workspace {body.workspace_code} does not exist.",
-            code="unknown_workspace",
-            errors=[
-                field_error(["body", "workspace_code"], "no such workspace", "unknown_workspace")
-            ],
-        )
+        raise policy.unknown_workspace(body.workspace_code)
     unit = await session.get(Unit, workspace.unit_code)
     if not workspace.active or unit is None or not unit.active:
-        raise policy.PolicyViolation(
-            f"Workspace {workspace.code} is inactive; no permit can be asked for it.",
-            code="workspace_inactive",
-            errors=[field_error(["body", "workspace_code"], "inactive", "workspace_inactive")],
-        )
+        raise policy.workspace_inactive(workspace.code)
     permit = Permit(
         id=new_id(),
         requester_nip=requester.nip,

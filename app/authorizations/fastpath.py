@@ -1,0 +1,202 @@
+"""The check's fast path: the common, well-formed request answered below FastAPI.
+
+Gateways and bots call `GET /api/v1/authorizations/check` thousands of times a
+second, nearly always the same way: one credential, one complete pair of
+parameters. This ASGI layer answers exactly that case itself, with one database
+round trip that validates the credential and fetches the candidate permits
+(`app.authorizations.reader`), and the same ranking as the route
+(`app.authorizations.service.decide`). Anything else — a missing, malformed,
+unknown, revoked or unscoped credential, a parameter out of its declared range,
+an unknown or repeated parameter, a CORS request — goes on to the FastAPI route,
+which owns validation and every error. So the fast path can only ever give the
+answer the route would give, sooner; it never refuses anything itself, except
+that a database it cannot reach gets the same 503 problem the route would give.
+
+The outer layers (request id, security headers, access log, rate limit) still
+apply: this layer sits inside them, just outside FastAPI's routing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from pydantic import TypeAdapter, ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.auth.dependencies import API_KEY_PREFIX, could_be_key_id, could_be_nip, hash_secret
+from app.authorizations import service
+from app.authorizations.reader import CheckReader, Form, Reading
+from app.errors import AppError, app_error_response
+from app.permits.service import channel_key
+from app.timeutil import InstantIn, utcnow
+
+CHECK_PATH = "/api/v1/authorizations/check"
+PLATFORMS = frozenset({"youtube", "tiktok", "instagram", "facebook", "x", "other"})
+_FORMS: dict[frozenset[str], Form] = {
+    frozenset({"nip", "workspace_code"}): "employee",
+    frozenset({"nip", "workspace_code", "at"}): "employee",
+    frozenset({"platform", "channel"}): "channel",
+    frozenset({"platform", "channel", "at"}): "channel",
+}
+_INSTANT: TypeAdapter[datetime] = TypeAdapter(InstantIn)
+_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"cache-control", b"no-store"),
+]
+
+
+class Query:
+    """A check query the route would accept as it is, or None."""
+
+    __slots__ = ("at", "first", "form", "second")
+
+    def __init__(self, form: Form, first: str, second: str, at: datetime | None) -> None:
+        self.form, self.first, self.second, self.at = form, first, second, at
+
+    @classmethod
+    def parse(cls, query_string: bytes) -> Query | None:
+        # Decoded as Starlette decodes it, so both paths read the same values.
+        pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+        params = dict(pairs)
+        form = _FORMS.get(frozenset(params))
+        if form is None or len(params) != len(pairs):
+            return None
+        at = None
+        if "at" in params:
+            try:
+                at = _INSTANT.validate_python(params["at"])
+            except ValidationError:
+                return None
+        if form == "employee":
+            nip, workspace = params["nip"], params["workspace_code"]
+            if not (0 < len(nip) <= 32 and 0 < len(workspace) <= 32):
+                return None
+            return cls(form, nip, workspace, at)
+        platform, channel = params["platform"], params["channel"]
+        if platform not in PLATFORMS or not 0 < len(channel) <= 200:
+            return None
+        return cls(form, platform, channel_key(channel), at)
+
+
+class Credential:
+    """An API key (id and secret) or a bearer token's verified NIP, not yet checked
+    against the database."""
+
+    __slots__ = ("caller", "key_id", "secret")
+
+    def __init__(self, *, key_id: str | None = None, secret: str = "", caller: str | None = None):
+        self.key_id, self.secret, self.caller = key_id, secret, caller
+
+    def accepted_by(self, reading: Reading) -> bool:
+        """What the route's authentication would accept, and the `check` scope for keys."""
+        if self.key_id is not None:
+            stored = reading.key_secret_sha256
+            if stored is None or reading.key_revoked:
+                return False
+            if not hmac.compare_digest(stored, hash_secret(self.secret)):
+                return False
+            scopes = reading.key_scopes
+            if isinstance(scopes, str):
+                scopes = json.loads(scopes)
+            return isinstance(scopes, list) and "check" in scopes
+        return reading.caller_active is True
+
+
+async def _credential(scope: Scope) -> Credential | None:
+    authorization = api_key = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            if authorization is not None:
+                return None
+            authorization = value.decode("latin-1")
+        elif name == b"x-api-key":
+            if api_key is not None:
+                return None
+            api_key = value.decode("latin-1")
+        elif name == b"origin":
+            return None  # CORS: the CORS layer and the route handle it
+    if (authorization is None) == (api_key is None):
+        return None
+    if api_key is not None:
+        prefix, _, rest = api_key.partition("_")
+        key_id, _, secret = rest.partition("_")
+        if prefix != API_KEY_PREFIX or not could_be_key_id(key_id) or not secret:
+            return None
+        return Credential(key_id=key_id, secret=secret)
+    assert authorization is not None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    try:
+        nip = await scope["app"].state.token_verifier.verified_nip(token)
+    except AppError:
+        return None
+    return Credential(caller=nip) if could_be_nip(nip) else None
+
+
+class FastPathCount:
+    """How many checks the fast path answered (and, by difference, passed on)."""
+
+    def __init__(self) -> None:
+        self.answered = 0
+
+
+class CheckFastPath:
+    """ASGI layer: answers well-formed checks itself, passes everything else on."""
+
+    def __init__(self, app: ASGIApp, *, count: FastPathCount) -> None:
+        self.app = app
+        self.count = count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != CHECK_PATH
+            or scope["method"] != "GET"
+            or not await self._answer(scope, send)
+        ):
+            await self.app(scope, receive, send)
+
+    async def _answer(self, scope: Scope, send: Send) -> bool:
+        """Answer the check and say True, or say False having sent nothing."""
+        reader: CheckReader | None = getattr(scope["app"].state, "check_reader", None)
+        query = Query.parse(scope["query_string"])
+        if reader is None or query is None:
+            return False
+        credential = await _credential(scope)
+        if credential is None:
+            return False
+        checked_at = utcnow()
+        at = query.at or checked_at
+        try:
+            reading = await reader.read(
+                query.form,
+                query.first,
+                query.second,
+                at,
+                key_id=credential.key_id,
+                caller=credential.caller,
+            )
+        except AppError as exc:  # the database is unavailable: the route would say the same
+            await app_error_response(exc, CHECK_PATH)(scope, _no_receive, send)
+            return True
+        if not credential.accepted_by(reading):
+            return False
+        answer = service.decide(query.form, reading, at)
+        body = json.dumps(
+            service.body(answer, checked_at), ensure_ascii=False, separators=(",", ":")
+        ).encode()
+        headers = [*_HEADERS, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        self.count.answered += 1
+        return True
+
+
+async def _no_receive() -> Any:
+    return {"type": "http.disconnect"}

@@ -1,0 +1,223 @@
+"""The check's fast path (app/authorizations/fastpath.py).
+
+It must answer the common, well-formed check itself, and give exactly the answer
+the FastAPI route gives; everything else (bad credentials, bad parameters, CORS)
+must reach the route, so that the errors are the route's own. A request carrying
+one parameter the check does not know (`via=route`) is passed on by the fast
+path and answered by the route, which ignores the parameter: comparing the two
+shows they agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.authorizations.fastpath import Query
+from tests.permits_support import Office, move_window
+from tests.support import Org, assert_problem
+
+pytestmark = pytest.mark.anyio
+
+CHECK = "/api/v1/authorizations/check"
+
+
+def _answered(app: FastAPI) -> int:
+    return int(app.state.check_fast_path.answered)
+
+
+async def _key(client: httpx.AsyncClient, org: Org, scopes: list[str]) -> str:
+    response = await client.post(
+        "/api/v1/api-keys", json={"name": "gerbang", "scopes": scopes}, headers=org.admin
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["key"])
+
+
+async def _both(
+    app: FastAPI, client: httpx.AsyncClient, headers: dict[str, str], params: dict[str, str]
+) -> tuple[httpx.Response, httpx.Response]:
+    """The same check through the fast path and through the route."""
+    before = _answered(app)
+    fast = await client.get(CHECK, params=params, headers=headers)
+    assert _answered(app) == before + 1, f"the fast path did not answer {params}: {fast.text}"
+    routed = await client.get(CHECK, params={**params, "via": "route"}, headers=headers)
+    assert _answered(app) == before + 1, "the fast path answered a query it does not know"
+    return fast, routed
+
+
+def _without_clock(response: httpx.Response) -> dict[str, Any]:
+    body = dict(response.json())
+    assert body.pop("checked_at").endswith("Z")
+    return body
+
+
+async def test_the_fast_path_and_the_route_agree_on_every_reason(
+    app: FastAPI, client: httpx.AsyncClient, org: Org
+) -> None:
+    office = await Office.create(org)
+    head = office.head["nip"]
+    approved = await office.submit(starts_in=timedelta(hours=2), minutes=60)
+    assert (await office.act(approved["id"], "approve", head)).status_code == 200
+    await office.submit(starts_in=timedelta(hours=4), minutes=60)  # pending
+    denied = await office.submit(starts_in=timedelta(hours=6), minutes=60)
+    assert (await office.act(denied["id"], "deny", head, {"reason": "rapat"})).status_code == 200
+    revoked = await office.submit(starts_in=timedelta(hours=8), minutes=60)
+    assert (await office.act(revoked["id"], "approve", head)).status_code == 200
+    response = await office.act(revoked["id"], "revoke", head, {"reason": "dicabut"})
+    assert response.status_code == 200
+    expired = await office.submit(starts_in=timedelta(hours=10), minutes=60)
+    await move_window(app, expired["id"], starts_in=timedelta(days=-3))
+    # A colleague's, on the same channel: `ended` by channel, while by employee the staff
+    # member's pending permit stays the next one to come.
+    last = await office.submit(office.colleague["nip"], starts_in=timedelta(hours=16), minutes=60)
+    assert (await office.act(last["id"], "approve", head)).status_code == 200
+
+    key = {"X-API-Key": await _key(client, org, ["check"])}
+    token = org.as_(office.colleague["nip"])
+    nip, workspace = office.staff["nip"], office.workspace["code"]
+    start = datetime.fromisoformat(approved["starts_at"]).astimezone(UTC)
+    instants = [start + timedelta(hours=h, minutes=30) for h in (-1, 0, 1, 2, 4, 6, 8, 12, 15)]
+    instants.append(datetime.now(UTC) - timedelta(days=3, minutes=-30))  # inside `expired`
+    queries: list[dict[str, str]] = [
+        {"nip": nip, "workspace_code": workspace},
+        {"platform": "youtube", "channel": "@DiskominfoTik.Anambas"},
+        {"nip": nip, "workspace_code": "TIDAK-ADA"},
+        {"nip": "199001012020121001", "workspace_code": workspace},
+        {"platform": "tiktok", "channel": "siaran-lain"},
+    ]
+    queries += [{"nip": nip, "workspace_code": workspace, "at": at.isoformat()} for at in instants]
+    queries += [
+        {"platform": "youtube", "channel": "diskominfotik.anambas", "at": at.isoformat()}
+        for at in instants
+    ]
+    reasons = set()
+    for headers in (key, token):
+        for params in queries:
+            fast, routed = await _both(app, client, headers, params)
+            assert fast.status_code == routed.status_code == 200, (fast.text, routed.text)
+            assert _without_clock(fast) == _without_clock(routed), params
+            assert fast.headers["cache-control"] == "no-store"
+            assert fast.headers["content-type"] == routed.headers["content-type"]
+            assert "x-request-id" in fast.headers
+            assert "ratelimit-remaining" in fast.headers
+            reasons.add(fast.json()["reason"])
+    expected = {"approved", "not_started", "ended", "pending", "denied", "revoked", "expired"}
+    expected |= {"no_permit", "unknown_workspace", "unknown_employee"}
+    assert expected <= reasons, reasons
+
+
+async def test_an_inactive_requester_is_refused_by_both(
+    app: FastAPI, client: httpx.AsyncClient, org: Org
+) -> None:
+    office = await Office.create(org)
+    permit = await office.submit(starts_in=timedelta(hours=1), minutes=60)
+    assert (await office.act(permit["id"], "approve", office.head["nip"])).status_code == 200
+    await move_window(app, permit["id"], starts_in=timedelta(minutes=-10))
+    response = await client.patch(
+        f"/api/v1/employees/{office.staff['nip']}", json={"active": False}, headers=org.admin
+    )
+    assert response.status_code == 200, response.text
+    key = {"X-API-Key": await _key(client, org, ["check"])}
+    for params in (
+        {"nip": office.staff["nip"], "workspace_code": office.workspace["code"]},
+        {"platform": "youtube", "channel": "@diskominfotik.anambas"},
+    ):
+        fast, routed = await _both(app, client, key, params)
+        assert _without_clock(fast) == _without_clock(routed)
+        assert fast.json()["authorized"] is False
+        assert fast.json()["reason"] == "employee_inactive"
+
+
+async def test_what_the_fast_path_does_not_answer_gets_the_routes_errors(
+    app: FastAPI, client: httpx.AsyncClient, org: Org
+) -> None:
+    office = await Office.create(org)
+    good = {"nip": office.staff["nip"], "workspace_code": office.workspace["code"]}
+    scoped = await _key(client, org, ["check"])
+    unscoped = await _key(client, org, [])
+    before = _answered(app)
+
+    async def get(params: dict[str, str], headers: dict[str, str]) -> httpx.Response:
+        return await client.get(CHECK, params=params, headers=headers)
+
+    assert_problem(await get(good, {}), 401, "unauthenticated")
+    assert_problem(await get(good, {"X-API-Key": scoped + "x"}), 401, "invalid_api_key")
+    assert_problem(await get(good, {"X-API-Key": "izs_short_secret"}), 401, "invalid_api_key")
+    assert_problem(await get(good, {"X-API-Key": unscoped}), 403, "insufficient_scope")
+    both = {"X-API-Key": scoped, **org.as_(office.staff["nip"])}
+    assert_problem(await get(good, both), 401, "ambiguous_credentials")
+    assert_problem(await get(good, {"Authorization": "Bearer x.y.z"}), 401, "invalid_token")
+    unknown = org.as_("199001012020121001")
+    assert_problem(await get(good, unknown), 401, "unknown_employee")
+    key = {"X-API-Key": scoped}
+    assert_problem(await get({"nip": good["nip"]}, key), 422, "invalid_check_query")
+    assert_problem(await get({**good, "at": "2026-01-01T09:00:00"}, key), 422, "validation_error")
+    assert_problem(await get({**good, "at": "1700000000"}, key), 422, "validation_error")
+    assert_problem(await get({"platform": "myspace", "channel": "x"}, key), 422, "validation_error")
+    assert_problem(await get({**good, "nip": "1" * 33}, key), 422, "validation_error")
+    assert_problem(
+        await get({"platform": "youtube", "channel": "c" * 201}, key), 422, "validation_error"
+    )
+    assert _answered(app) == before
+
+    # A repeated parameter is the route's to interpret; so is CORS.
+    repeated = await client.get(f"{CHECK}?nip=1&nip={good['nip']}", headers=key)
+    assert repeated.status_code in (200, 422), repeated.text
+    assert _answered(app) == before
+    cors = await client.get(CHECK, params=good, headers={**key, "Origin": "https://x.example"})
+    assert cors.status_code == 200, cors.text
+    assert _answered(app) == before
+
+
+async def test_a_revoked_key_is_refused_at_once(
+    app: FastAPI, client: httpx.AsyncClient, org: Org
+) -> None:
+    office = await Office.create(org)
+    created = await client.post(
+        "/api/v1/api-keys", json={"name": "gerbang", "scopes": ["check"]}, headers=org.admin
+    )
+    key = {"X-API-Key": created.json()["key"]}
+    params = {"nip": office.staff["nip"], "workspace_code": office.workspace["code"]}
+    before = _answered(app)
+    assert (await client.get(CHECK, params=params, headers=key)).status_code == 200
+    assert _answered(app) == before + 1
+    revoked = await client.delete(f"/api/v1/api-keys/{created.json()['id']}", headers=org.admin)
+    assert revoked.status_code in (200, 204), revoked.text
+    assert_problem(await client.get(CHECK, params=params, headers=key), 401, "api_key_revoked")
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (b"nip=1&workspace_code=W", ("employee", "1", "W")),
+        (b"workspace_code=W&nip=1&at=2026-01-01T09%3A00%3A00%2B07%3A00", ("employee", "1", "W")),
+        (b"platform=youtube&channel=%40Kanal", ("channel", "youtube", "kanal")),
+        (
+            b"platform=youtube&channel=%40Kanal&at=2026-01-01T02:00:00Z",
+            ("channel", "youtube", "kanal"),
+        ),
+        (b"nip=1&workspace_code=W&extra=1", None),
+        (b"nip=1&nip=2&workspace_code=W", None),
+        (b"nip=&workspace_code=W", None),
+        (b"nip=1&workspace_code=W&at=yesterday", None),
+        (b"nip=1&workspace_code=W&at=2026-01-01T09:00:00", None),
+        (b"platform=YouTube&channel=x", None),
+        (b"platform=youtube&channel=", None),
+        (b"nip=1&workspace_code=W&platform=youtube&channel=x", None),
+        (b"", None),
+    ],
+)
+def test_which_queries_the_fast_path_takes(
+    query: bytes, expected: tuple[str, str, str] | None
+) -> None:
+    parsed = Query.parse(query)
+    if expected is None:
+        assert parsed is None
+    else:
+        assert parsed is not None
+        assert (parsed.form, parsed.first, parsed.second) == expected

@@ -1,0 +1,373 @@
+"""Request plumbing of SPEC §7: request ids, problems for every failure, body limits,
+one transaction per request (STYLE 2), and a database that stops answering.
+
+Every failure is an RFC 9457 problem with a machine-readable `code` and the
+request id; no stack trace or SQL reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
+import anyio
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import event, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from app.audit.models import AuditEvent
+from app.config import Settings
+from app.main import create_app
+from tests.conftest import PG_ADMIN_DSN
+from tests.support import Org, assert_problem, make_code
+
+pytestmark = pytest.mark.anyio
+
+UNITS = "/api/v1/units"
+MAX_BODY = 1_048_576  # the default MAX_BODY_BYTES
+
+
+async def audit_count(app: FastAPI) -> int:
+    async with app.state.db.engine.connect() as connection:
+        return int(await connection.scalar(select(func.count()).select_from(AuditEvent)) or 0)
+
+
+async def unit_exists(client: httpx.AsyncClient, org: Org, code: str) -> bool:
+    response = await client.get(f"{UNITS}/{code}", headers=org.admin)
+    assert response.status_code in (200, 404), response.text
+    return response.status_code == 200
+
+
+# --- request ids --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("request_id", ["abc-123", "trace.2025-10-20T09:00:00Z", "x" * 128])
+async def test_a_valid_request_id_is_echoed(client: httpx.AsyncClient, request_id: str) -> None:
+    response = await client.get("/healthz", headers={"X-Request-ID": request_id})
+    assert response.status_code == 200
+    assert response.headers["X-Request-ID"] == request_id
+
+
+@pytest.mark.parametrize("sent", [None, "x" * 300, "has spaces", "semi;colon", ""])
+async def test_a_request_id_is_generated_when_absent_or_invalid(
+    client: httpx.AsyncClient, sent: str | None
+) -> None:
+    headers = {} if sent is None else {"X-Request-ID": sent}
+    first = (await client.get("/healthz", headers=headers)).headers["X-Request-ID"]
+    second = (await client.get("/healthz", headers=headers)).headers["X-Request-ID"]
+    assert first != sent
+    assert len(first) == 32
+    assert int(first, 16) >= 0  # hex
+    assert first != second  # a fresh id per request
+
+
+async def test_problems_carry_the_request_id(client: httpx.AsyncClient, org: Org) -> None:
+    sent = await client.get(f"{UNITS}/NOPE", headers={**org.admin, "X-Request-ID": "req-42"})
+    assert assert_problem(sent, 404, "not_found")["request_id"] == "req-42"
+    assert sent.headers["X-Request-ID"] == "req-42"
+
+    generated = await client.get(f"{UNITS}/NOPE", headers={**org.admin, "X-Request-ID": "x" * 300})
+    body = assert_problem(generated, 404, "not_found")
+    assert body["request_id"] == generated.headers["X-Request-ID"] != "x" * 300
+
+    unauthenticated = await client.get(UNITS, headers={"X-Request-ID": "no-token"})
+    assert assert_problem(unauthenticated, 401)["request_id"] == "no-token"
+
+
+# --- routing problems ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/api/v1/nothing-here", "/nothing-here", "/api/v2/units"])
+async def test_an_unknown_path_is_a_not_found_problem(
+    client: httpx.AsyncClient, org: Org, path: str
+) -> None:
+    body = assert_problem(await client.get(path, headers=org.admin), 404, "not_found")
+    assert path in body["detail"]
+
+
+async def test_a_wrong_method_is_a_method_not_allowed_problem(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    response = await client.put(UNITS, headers=org.admin, json={})
+    body = assert_problem(response, 405, "method_not_allowed")
+    assert "PUT" in body["detail"]
+    assert {m.strip() for m in response.headers["Allow"].split(",")} >= {"GET", "POST"}
+
+    on_item = await client.delete(f"{UNITS}/ANY", headers=org.admin)
+    assert_problem(on_item, 405, "method_not_allowed")
+    assert "PATCH" in on_item.headers["Allow"]
+
+
+# --- bodies -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", [b'{"code": ', b"not json", b'{"code": "U1",}', b"\xff\xfe"])
+async def test_malformed_json_is_a_400_problem(
+    client: httpx.AsyncClient, org: Org, app: FastAPI, content: bytes
+) -> None:
+    before = await audit_count(app)
+    response = await client.post(
+        UNITS, content=content, headers={**org.admin, "Content-Type": "application/json"}
+    )
+    assert_problem(response, 400, "malformed_json")
+    assert await audit_count(app) == before
+
+
+async def test_a_schema_invalid_body_is_a_422_problem_naming_each_field(
+    client: httpx.AsyncClient, org: Org, app: FastAPI
+) -> None:
+    before = await audit_count(app)
+    response = await client.post(UNITS, json={"code": 5, "surprise": 1}, headers=org.admin)
+    body = assert_problem(response, 422, "validation_error")
+    errors = body["errors"]
+    assert all(set(e) == {"loc", "msg", "code"} for e in errors), errors
+    assert all(isinstance(e["msg"], str) and e["msg"] for e in errors)
+    by_loc = {tuple(e["loc"]): e["code"] for e in errors}
+    assert by_loc[("body", "name")] == "required"
+    assert by_loc[("body", "surprise")] == "unknown_field"
+    assert ("body", "code") in by_loc
+    assert await audit_count(app) == before
+
+
+async def test_a_body_over_the_limit_with_content_length_is_413_and_stores_nothing(
+    client: httpx.AsyncClient, org: Org, app: FastAPI
+) -> None:
+    code = make_code()
+    before = await audit_count(app)
+    big = {"code": code, "name": "Unit", "padding": "y" * MAX_BODY}
+    response = await client.post(UNITS, json=big, headers=org.admin)
+    assert int(response.request.headers["Content-Length"]) > MAX_BODY
+    body = assert_problem(response, 413, "payload_too_large")
+    assert str(MAX_BODY) in body["detail"]
+    assert response.headers["X-Request-ID"] == body["request_id"]
+    assert not await unit_exists(client, org, code)
+    assert await audit_count(app) == before
+
+
+async def _chunks(head: bytes, filler: int, tail: bytes) -> AsyncIterator[bytes]:
+    yield head
+    for _ in range(filler):
+        yield b"z" * 100_000
+    yield tail
+
+
+async def test_a_streamed_body_over_the_limit_is_413_and_stores_nothing(
+    client: httpx.AsyncClient, org: Org, app: FastAPI
+) -> None:
+    """No Content-Length: the limit is enforced while the body streams in."""
+    code = make_code()
+    before = await audit_count(app)
+    body = _chunks(b'{"code": "' + code.encode() + b'", "name": "', 12, b'"}')
+    response = await client.post(
+        UNITS, content=body, headers={**org.admin, "Content-Type": "application/json"}
+    )
+    assert "Content-Length" not in response.request.headers
+    assert response.request.headers["Transfer-Encoding"] == "chunked"
+    assert_problem(response, 413, "payload_too_large")
+    assert not await unit_exists(client, org, code)
+    assert await audit_count(app) == before
+
+
+async def test_a_streamed_body_within_the_limit_is_served(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    code = make_code()
+    body = _chunks(b'{"code": "' + code.encode() + b'", ', 0, b'"name": "Streamed"}')
+    response = await client.post(
+        UNITS, content=body, headers={**org.admin, "Content-Type": "application/json"}
+    )
+    assert "Content-Length" not in response.request.headers
+    assert response.status_code == 201, response.text
+    assert await unit_exists(client, org, code)
+
+
+# --- unexpected errors --------------------------------------------------------------
+
+
+@pytest.fixture
+async def exploding_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The real app plus one test-only route that fails the way a bug would."""
+    application = create_app(settings)
+
+    async def explode() -> None:
+        raise RuntimeError("secret internal detail: password=hunter2")
+
+    application.add_api_route("/test-only/explode", explode, methods=["GET", "POST"])
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+async def test_an_unexpected_exception_is_a_500_problem_without_details(
+    exploding_app: FastAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = httpx.ASGITransport(app=exploding_app, raise_app_exceptions=False)
+    with caplog.at_level(logging.ERROR, logger="app.errors"):
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            response = await http.get("/test-only/explode", headers={"X-Request-ID": "trace-me"})
+            generated = await http.post("/test-only/explode")
+    body = assert_problem(response, 500, "internal_error")
+    assert body["request_id"] == "trace-me" == response.headers["X-Request-ID"]
+    assert "trace-me" in body["detail"]
+    for leak in ("secret", "hunter2", "RuntimeError", "Traceback", 'File "'):
+        assert leak not in response.text
+    generated_body = assert_problem(generated, 500, "internal_error")
+    assert generated_body["request_id"] == generated.headers["X-Request-ID"]
+    # The operator gets the stack trace, in the log.
+    logged = [r for r in caplog.records if r.name == "app.errors" and r.exc_info]
+    assert len(logged) == 2
+    exc_info = logged[0].exc_info
+    assert exc_info is not None
+    assert isinstance(exc_info[1], RuntimeError)
+
+
+# --- one transaction per request: a failed commit is never a success ----------------
+
+
+@contextmanager
+def failing_commits() -> Iterator[None]:
+    """Every ORM commit fails (as if the disk were full) while this block runs."""
+
+    def refuse(session: Session) -> None:
+        raise RuntimeError("the disk is full")
+
+    event.listen(Session, "before_commit", refuse)
+    try:
+        yield
+    finally:
+        event.remove(Session, "before_commit", refuse)
+
+
+async def test_a_commit_that_fails_never_returns_2xx(
+    client: httpx.AsyncClient, org: Org, app: FastAPI
+) -> None:
+    code = make_code()
+    before = await audit_count(app)
+    with failing_commits():
+        response = await client.post(UNITS, json={"code": code, "name": "Never"}, headers=org.admin)
+    assert_problem(response, 500, "internal_error")
+    assert "disk" not in response.text
+    assert not await unit_exists(client, org, code)
+    assert await audit_count(app) == before
+
+
+# A new unit makes the database insert a row that breaks a deferred foreign key: the
+# statements succeed, and the database itself refuses the transaction at COMMIT.
+_REFUSE_AT_COMMIT = {
+    "sqlite": [
+        "CREATE TABLE commit_guard_parent (id INTEGER PRIMARY KEY)",
+        "CREATE TABLE commit_guard (parent_id INTEGER REFERENCES commit_guard_parent (id) "
+        "DEFERRABLE INITIALLY DEFERRED)",
+        "CREATE TRIGGER commit_guard_on_units AFTER INSERT ON units "
+        "BEGIN INSERT INTO commit_guard VALUES (-1); END",
+    ],
+    "postgresql": [
+        "CREATE TABLE commit_guard_parent (id integer PRIMARY KEY)",
+        "CREATE TABLE commit_guard (parent_id integer REFERENCES commit_guard_parent (id) "
+        "DEFERRABLE INITIALLY DEFERRED)",
+        "CREATE FUNCTION commit_guard_insert() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "BEGIN INSERT INTO commit_guard VALUES (-1); RETURN NEW; END $$",
+        "CREATE TRIGGER commit_guard_on_units AFTER INSERT ON units "
+        "FOR EACH ROW EXECUTE FUNCTION commit_guard_insert()",
+    ],
+}
+
+
+async def test_a_commit_the_database_refuses_never_returns_2xx(
+    client: httpx.AsyncClient, org: Org, app: FastAPI, backend: str
+) -> None:
+    async with app.state.db.engine.begin() as connection:
+        for statement in _REFUSE_AT_COMMIT[backend]:
+            await connection.execute(text(statement))
+    before = await audit_count(app)
+    code = make_code()
+    response = await client.post(UNITS, json={"code": code, "name": "Never"}, headers=org.admin)
+    assert_problem(response, 409, "conflict")
+    assert "FOREIGN KEY" not in response.text.upper()
+    assert "commit_guard" not in response.text
+    assert not await unit_exists(client, org, code)
+    assert await audit_count(app) == before
+    async with app.state.db.engine.begin() as connection:
+        assert await connection.scalar(text("SELECT count(*) FROM commit_guard")) == 0
+        on_table = " ON units" if backend == "postgresql" else ""
+        await connection.execute(text(f"DROP TRIGGER commit_guard_on_units{on_table}"))
+    # The refused transaction was ended, not left holding a connection (or SQLite's
+    # write lock): the next write goes through at once.
+    started = time.monotonic()
+    retried = await client.post(UNITS, json={"code": code, "name": "Now"}, headers=org.admin)
+    assert retried.status_code == 201, retried.text
+    assert time.monotonic() - started < 5
+
+
+# --- the database stops answering ---------------------------------------------------
+
+
+@asynccontextmanager
+async def database_unreachable(
+    app: FastAPI, backend: str, database_url: str
+) -> AsyncIterator[None]:
+    """The running app's database stops accepting connections, then comes back.
+
+    PostgreSQL: the database refuses new connections and its open ones are
+    terminated. SQLite: the pool is emptied and the file can no longer be opened (as
+    when its volume goes away).
+    """
+    url = make_url(database_url)
+    if backend == "postgresql":
+        admin = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+        try:
+            await admin.execute(f'ALTER DATABASE "{url.database}" WITH ALLOW_CONNECTIONS false')
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                url.database,
+            )
+            yield
+        finally:
+            await admin.execute(f'ALTER DATABASE "{url.database}" WITH ALLOW_CONNECTIONS true')
+            await admin.close()
+    else:
+        assert url.database is not None
+        path = anyio.Path(url.database)
+        await app.state.db.engine.dispose()
+        aside = path.with_name(path.name + ".away")
+        await path.rename(aside)
+        await path.mkdir()  # a directory where the database file was: SQLite cannot open it
+        try:
+            yield
+        finally:
+            await path.rmdir()
+            await aside.rename(path)
+
+
+async def test_an_unreachable_database_answers_503_problems_quickly(
+    client: httpx.AsyncClient, org: Org, app: FastAPI, backend: str, database_url: str
+) -> None:
+    headers = org.admin
+    assert (await client.get(UNITS, headers=headers)).status_code == 200  # pool warmed up
+    code = make_code()
+    async with database_unreachable(app, backend, database_url):
+        for method, path, body in [
+            ("GET", UNITS, None),
+            ("GET", "/api/v1/me", None),
+            ("POST", UNITS, {"code": code, "name": "During the outage"}),
+            ("PATCH", f"{UNITS}/{code}", {"name": "x"}),
+        ]:
+            started = time.monotonic()
+            response = await client.request(method, path, json=body, headers=headers)
+            elapsed = time.monotonic() - started
+            problem = assert_problem(response, 503, "database_unavailable")
+            assert problem["request_id"] == response.headers["X-Request-ID"]
+            assert response.headers["Retry-After"].isdigit()
+            assert elapsed < 3, (method, path, elapsed)
+        assert_problem(await client.get("/readyz"), 503, "database_unavailable")
+        assert (await client.get("/healthz")).status_code == 200
+    # It recovers by itself, without a restart, and nothing was half-written.
+    assert (await client.get("/readyz")).status_code == 200
+    assert not await unit_exists(client, org, code)
+    created = await client.post(UNITS, json={"code": code, "name": "After"}, headers=headers)
+    assert created.status_code == 201, created.text
