@@ -30,7 +30,8 @@ def as_utc(value: datetime) -> datetime:
 
 
 def format_instant(value: datetime) -> str:
-    return as_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """`2025-10-20T02:00:00.000000Z` (isoformat: several times cheaper than strftime)."""
+    return as_utc(value).isoformat(timespec="microseconds").removesuffix("+00:00") + "Z"
 
 
 def _rfc3339_text(value: Any) -> Any:

@@ -213,8 +213,11 @@ class PostgresReader:
         key_id: str | None = None,
         caller: str | None = None,
     ) -> Reading:
+        # An idle connection is handed over at once; only a wait needs a timeout (whose
+        # machinery, a task per call, costs more than the rest of the acquisition).
+        wait = None if self._pool.get_idle_size() else self._timeout
         try:
-            async with self._pool.acquire(timeout=self._timeout) as connection:
+            async with self._pool.acquire(timeout=wait) as connection:
                 rows = await connection.fetch(
                     self._sql[form], first, second, at, key_id, caller, timeout=self._timeout
                 )

@@ -1,0 +1,116 @@
+"""A flame graph of the service under one benchmark scenario.
+
+py-spy samples the one uvicorn worker (pinned to CPU 0) while wrk (on CPU 1)
+drives the scenario, on a database seeded as `bench/run.py` seeds it:
+
+    .venv/bin/pip install py-spy==0.4.3      # a profiler, not a dependency of the service
+    .venv/bin/python bench/profile.py --backend postgresql --scenario check
+    .venv/bin/python bench/profile.py --backend postgresql --scenario write
+
+Writes `bench/results/flame-<scenario>-<backend>.svg` (open it in a browser).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from app.auth.local import load_or_create_signer  # noqa: E402
+from app.config import load_settings  # noqa: E402
+from bench.run import Server, drop, ensure_wrk, prepare  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="postgresql")
+    parser.add_argument("--scenario", choices=["check", "write"], default="check")
+    parser.add_argument("--permits", type=int, default=10_000)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument(
+        "--format", choices=["flamegraph", "raw"], default="flamegraph", help="raw: folded stacks"
+    )
+    args = parser.parse_args()
+    py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if py_spy is None:
+        sys.exit("py-spy is not installed: .venv/bin/pip install py-spy==0.4.3")
+    wrk = ensure_wrk()
+    folder = Path(tempfile.mkdtemp(prefix="izs-profile-"))
+    url, seeded, dropper = asyncio.run(prepare(args.backend, folder, args.permits))
+    env = {
+        "DATABASE_URL": url,
+        "DATA_DIR": str(folder / "data"),
+        "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT_PER_MINUTE": "1000000",
+        "RATE_LIMIT_CHECK_PER_MINUTE": "10000000",
+        "POLICY_MAX_LEAD_DAYS": "3650",
+        "AUTH_JWKS_URL": "",
+        "BOOTSTRAP_ADMIN_NIPS": "",
+    }
+    lua = HERE / "lua"
+    wrk_env = {**os.environ, "BENCH_LUA": str(lua)}
+    if args.scenario == "check":
+        paths = folder / "employee.txt"
+        paths.write_text(
+            "\n".join(
+                f"/api/v1/authorizations/check?nip={n}&workspace_code={w}"
+                for n, w, _, _ in seeded.samples
+            )
+        )
+        script = lua / "get_varied.lua"
+        wrk_env |= {"BENCH_PATHS": str(paths), "BENCH_HEADER": f"X-API-Key: {seeded.api_key}"}
+        connections = 32
+    else:
+        settings = load_settings(_env_file=None, data_dir=folder / "data", database_url=url)
+        signer = load_or_create_signer(settings.data_dir)
+        workspaces = folder / "workspaces.txt"
+        workspaces.write_text("\n".join(seeded.write_workspaces))
+        t0 = int((datetime.now(UTC) + timedelta(days=1)).timestamp()) // 1800 * 1800
+        script = lua / "write_mix.lua"
+        wrk_env |= {
+            "BENCH_WORKSPACES": str(workspaces),
+            "BENCH_THREADS": "1",
+            "BENCH_T0": str(t0),
+            "BENCH_REQUESTER": signer.mint(settings, seeded.staff[0], minutes=60),
+            "BENCH_HEAD": signer.mint(settings, seeded.heads["BENCH-U000"], minutes=60),
+        }
+        connections = 8
+    suffix = "svg" if args.format == "flamegraph" else "txt"
+    out = HERE / "results" / f"flame-{args.scenario}-{args.backend}.{suffix}"
+    service = Server("app.main:app", env)
+    try:
+        drive = [wrk, "-t1", f"-c{connections}", f"-d{args.seconds + 4}s", "-s", str(script)]
+        load = subprocess.Popen(
+            ["taskset", "-c", "1", *drive, service.url],
+            env=wrk_env,
+            stdout=subprocess.DEVNULL,
+        )
+        time.sleep(2)  # past the warm-up: connections open, statements prepared
+        subprocess.run(
+            [
+                *(py_spy, "record", "--pid", str(service.process.pid)),
+                *("--duration", str(args.seconds), "--rate", "250"),
+                *("--format", args.format, "-o", str(out)),
+            ],
+            check=True,
+        )
+        load.wait()
+    finally:
+        service.stop()
+        asyncio.run(drop(dropper))
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
