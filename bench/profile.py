@@ -34,7 +34,7 @@ from bench.run import Server, drop, ensure_wrk, prepare  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="postgresql")
-    parser.add_argument("--scenario", choices=["check", "write"], default="check")
+    parser.add_argument("--scenario", choices=["check", "permit", "list", "write"], default="check")
     parser.add_argument("--permits", type=int, default=10_000)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument(
@@ -69,6 +69,18 @@ def main() -> None:
         )
         script = lua / "get_varied.lua"
         wrk_env |= {"BENCH_PATHS": str(paths), "BENCH_HEADER": f"X-API-Key: {seeded.api_key}"}
+        connections = 32
+    elif args.scenario in ("permit", "list"):
+        settings = load_settings(_env_file=None, data_dir=folder / "data", database_url=url)
+        signer = load_or_create_signer(settings.data_dir)
+        paths = folder / "paths.txt"
+        if args.scenario == "permit":
+            paths.write_text("\n".join(f"/api/v1/permits/{i}" for i in seeded.permit_ids))
+        else:
+            paths.write_text("/api/v1/permits?limit=50\n")
+        script = lua / "get_varied.lua"
+        admin = signer.mint(settings, seeded.admin, minutes=60)
+        wrk_env |= {"BENCH_PATHS": str(paths), "BENCH_HEADER": f"Authorization: Bearer {admin}"}
         connections = 32
     else:
         settings = load_settings(_env_file=None, data_dir=folder / "data", database_url=url)

@@ -5,8 +5,9 @@ A single SQL statement answers everything a check needs: the caller's credential
 the employee and the workspace exist, and the candidate permits of an
 (employee, workspace) or a (platform, channel) pair:
 
-* up to `CANDIDATES` permits still running or to come at the instant, by start;
-* the approved permit holding the instant, even if more live ones crowd it out;
+* up to `CANDIDATES` permits still running or to come at the instant: the approved
+  one holding the instant first (so pending windows cannot crowd it out), then by
+  start;
 * the last permit that had ended by the instant.
 
 Every part is an index range scan over (pair, `ends_at`), so its cost follows
@@ -58,31 +59,39 @@ _REQUESTER = {
 
 
 def _statement(form: Form) -> str:
-    """The statement of a form; built only from the constants above, values are parameters."""
+    """The statement of a form; built only from the constants above, values are parameters.
+
+    The live permits come approved-and-holding-the-instant first, so that pending
+    windows crowding the pair can never push the one approval out of the first
+    `CANDIDATES`; then by start.
+    """
     pair = _PAIR[form]
     candidates = (
         f"SELECT * FROM (SELECT {_PERMIT} FROM permits AS p WHERE {pair} AND p.ends_at > :at "  # noqa: S608
-        f"ORDER BY p.starts_at LIMIT {CANDIDATES}) AS live "
-        f"UNION ALL SELECT * FROM (SELECT {_PERMIT} FROM permits AS p WHERE {pair} "
-        "AND p.ends_at > :at AND p.starts_at <= :at AND p.status = 'approved' "
-        "ORDER BY p.starts_at DESC LIMIT 1) AS holding "
+        "ORDER BY (p.status = 'approved' AND p.starts_at <= :at) DESC, p.starts_at "
+        f"LIMIT {CANDIDATES}) AS live "
         f"UNION ALL SELECT * FROM (SELECT {_PERMIT} FROM permits AS p WHERE {pair} "
         "AND p.ends_at <= :at ORDER BY p.ends_at DESC LIMIT 1) AS ended"
     )
-    employee_join = (
-        "LEFT JOIN employees AS e ON e.nip = :first LEFT JOIN workspaces AS w ON w.code = :second "
-        if form == "employee"
-        else "LEFT JOIN employees AS e ON 1 = 0 LEFT JOIN workspaces AS w ON 1 = 0 "
-    )
+    if form == "employee":
+        subject = (
+            "e.active AS employee_active, w.code IS NOT NULL AS workspace_known, "
+            f"p.*, {_REQUESTER[form]} AS requester_active "
+            "FROM (SELECT 1 AS one) AS one "
+            "LEFT JOIN employees AS e ON e.nip = :first "
+            "LEFT JOIN workspaces AS w ON w.code = :second "
+        )
+    else:
+        subject = (
+            "CAST(NULL AS BOOLEAN) AS employee_active, 1 = 0 AS workspace_known, "
+            f"p.*, {_REQUESTER[form]} AS requester_active "
+            "FROM (SELECT 1 AS one) AS one "
+        )
     return (
-        "SELECT k.secret_sha256 AS key_secret_sha256, k.revoked_at IS NOT NULL AS key_revoked, "  # noqa: S608
-        "k.scopes AS key_scopes, c.active AS caller_active, "
-        "e.active AS employee_active, w.code IS NOT NULL AS workspace_known, "
-        f"p.*, {_REQUESTER[form]} AS requester_active "
-        "FROM (SELECT 1 AS one) AS one "
+        "SELECT k.secret_sha256 AS key_secret_sha256, k.revoked_at IS NOT NULL AS key_revoked, "
+        f"k.scopes AS key_scopes, c.active AS caller_active, {subject}"
         "LEFT JOIN api_keys AS k ON k.id = :key_id "
         "LEFT JOIN employees AS c ON c.nip = :caller "
-        f"{employee_join}"
         f"LEFT JOIN ({candidates}) AS p ON 1 = 1"
     )
 
