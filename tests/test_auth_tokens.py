@@ -28,14 +28,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from fastapi import FastAPI
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
+from app.auth import tokens as tokens_module
 from app.auth.jwks import (
     MIN_REFETCH_SECONDS,
     RETRY_AFTER_FAILURE_SECONDS,
     KeysUnavailable,
     RemoteKeySource,
 )
-from app.auth.tokens import MAX_TOKEN_LENGTH
+from app.auth.tokens import MAX_TOKEN_LENGTH, TokenVerifier
 from app.config import Settings
+from app.errors import Unauthenticated
 from app.main import create_app
 from tests.support import ADMIN_NIP, AUDIENCE, ISSUER, KeyRing, Org, Tokens, assert_problem
 
@@ -763,3 +765,82 @@ async def test_source_picks_the_only_key_when_kid_is_absent(tmp_path: Path) -> N
     found = await source.key_for(None)
     assert found is not None
     assert found.key_id == "only"
+
+
+# --- verified tokens remembered ------------------------------------------------------------
+
+
+class _CountingVerifier(TokenVerifier):
+    """The real verifier; it only counts the signature checks it makes."""
+
+    decodes = 0
+
+    def _decode(self, token: str, key: Any, alg: str) -> dict[str, Any]:
+        self.decodes += 1
+        return super()._decode(token, key, alg)
+
+
+def _verifier(
+    ring: KeyRing, source: RemoteKeySource, clock: Callable[[], float]
+) -> _CountingVerifier:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=f"sqlite+aiosqlite:///{ring.folder / 'unused.db'}",
+        data_dir=ring.folder / "data",
+        auth_jwks_url=ring.jwks_url,
+        auth_issuer=ISSUER,
+        auth_audience=AUDIENCE,
+    )
+    return _CountingVerifier(settings, source, clock=clock)
+
+
+async def test_a_verified_token_is_remembered_until_it_expires(ring: KeyRing) -> None:
+    """The signature is checked once per token; the expiry is checked on every use."""
+    wall = _Clock()
+    wall.now = time.time()
+    verifier = _verifier(ring, _source(ring, _Clock()), wall)
+    tokens = Tokens(ring)
+    token = tokens.mint(ADMIN_NIP, exp=int(wall.now) + 120)
+    for _ in range(3):
+        assert await verifier.verified_nip(token) == ADMIN_NIP
+    assert verifier.decodes == 1
+    wall.now += 120 + verifier.leeway - 1  # still inside the leeway
+    assert await verifier.verified_nip(token) == ADMIN_NIP
+    wall.now += 1
+    with pytest.raises(Unauthenticated) as refused:
+        await verifier.verified_nip(token)
+    assert refused.value.code == "token_expired"
+    assert verifier.decodes == 1  # refused from what was remembered: the clock said so
+
+
+async def test_a_remembered_token_needs_the_key_that_verified_it(ring: KeyRing) -> None:
+    """The IdP replaces its keys (same kids): once the service reloads the JWKS, tokens
+    signed by the old keys are refused even though they verified before."""
+    keys_clock = _Clock()
+    source = _source(ring, keys_clock, cache_seconds=300)
+    verifier = _verifier(ring, source, time.time)  # only the key source's clock is moved
+    old = Tokens(ring).mint(ADMIN_NIP)
+    assert await verifier.verified_nip(old) == ADMIN_NIP
+    assert await verifier.verified_nip(old) == ADMIN_NIP
+    assert verifier.decodes == 1
+
+    replaced = KeyRing.generate(ring.folder)  # new keys under the same kids, same file
+    keys_clock.now += 301  # the cached JWKS is stale: reloaded on the next use
+    with pytest.raises(Unauthenticated) as refused:
+        await verifier.verified_nip(old)
+    assert refused.value.code == "invalid_token"
+    assert verifier.decodes == 2  # checked afresh against the new keys, and failed
+    assert await verifier.verified_nip(Tokens(replaced).mint(ADMIN_NIP)) == ADMIN_NIP
+
+
+async def test_remembered_tokens_are_bounded(
+    ring: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tokens_module, "MAX_REMEMBERED_TOKENS", 3)
+    verifier = _verifier(ring, _source(ring, _Clock()), time.time)
+    minted = [Tokens(ring).mint(ADMIN_NIP, jti=str(i)) for i in range(5)]
+    for token in minted:
+        assert await verifier.verified_nip(token) == ADMIN_NIP
+    assert len(verifier._verified) <= 3
+    for token in minted:  # forgotten ones verify again, at the cost of a signature check
+        assert await verifier.verified_nip(token) == ADMIN_NIP

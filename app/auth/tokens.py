@@ -3,13 +3,23 @@
 Only asymmetric algorithms are accepted, the algorithm must be the one of the
 key the `kid` names, and the key comes only from the configured key source:
 header parameters that point elsewhere (`jku`, `x5u`, `jwk`, `x5c`) are refused.
+
+A token that verified is remembered (bounded, in this process) with its key and its
+time limits, so a service presenting the same token on every check pays for the
+signature once. A remembered token is accepted only while its `exp`/`nbf` still hold
+and the key source still returns the very key that verified it: a JWKS reload that
+drops or replaces the key makes the token go through full verification again.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from jwt import PyJWK
 
 from app.auth.jwks import ALLOWED_ALGORITHMS, KeySource, KeysUnavailable
 from app.config import Settings
@@ -17,6 +27,16 @@ from app.errors import ServiceUnavailable, Unauthenticated
 
 MAX_TOKEN_LENGTH = 8 * 1024
 _FOREIGN_KEY_HEADERS = ("jku", "x5u", "jwk", "x5c")
+MAX_REMEMBERED_TOKENS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    nip: str
+    kid: str | None
+    key: PyJWK
+    expires: float  # `exp`, seconds since the epoch
+    not_before: float  # `nbf`, or -inf
 
 
 def _refuse(detail: str, code: str = "invalid_token") -> Unauthenticated:
@@ -24,15 +44,30 @@ def _refuse(detail: str, code: str = "invalid_token") -> Unauthenticated:
 
 
 class TokenVerifier:
-    def __init__(self, settings: Settings, keys: KeySource) -> None:
+    def __init__(
+        self, settings: Settings, keys: KeySource, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.keys = keys
+        self._clock = clock
         self.issuer = settings.issuer
         self.audience = settings.audience
         self.nip_claim = settings.auth_nip_claim
         self.leeway = settings.auth_leeway_seconds
+        self._verified: dict[str, _Verified] = {}
 
     async def verified_nip(self, token: str) -> str:
         """The NIP a valid token speaks for; `Unauthenticated` otherwise."""
+        known = self._verified.get(token)
+        if known is not None:
+            now = self._clock()
+            if now >= known.expires + self.leeway:
+                self._verified.pop(token, None)
+                raise _refuse("The token has expired.", "token_expired")
+            if now >= known.not_before - self.leeway and (
+                await self._current_key(known.kid) is known.key
+            ):
+                return known.nip
+            self._verified.pop(token, None)  # the keys changed: verified afresh below
         if len(token) > MAX_TOKEN_LENGTH:
             raise _refuse(f"The token is longer than {MAX_TOKEN_LENGTH} characters.")
         try:
@@ -63,7 +98,19 @@ class TokenVerifier:
         nip = claims.get(self.nip_claim)
         if not isinstance(nip, str) or not nip:
             raise _refuse(f"The token has no {self.nip_claim!r} claim naming an employee.")
+        self._remember(token, _Verified(nip, kid, key, *_limits(claims)))
         return nip
+
+    async def _current_key(self, kid: str | None) -> PyJWK | None:
+        try:
+            return await self.keys.key_for(kid)
+        except KeysUnavailable:
+            return None
+
+    def _remember(self, token: str, verified: _Verified) -> None:
+        if len(self._verified) >= MAX_REMEMBERED_TOKENS:
+            self._verified.clear()  # forgetting costs a verification, never a wrong answer
+        self._verified[token] = verified
 
     def _decode(self, token: str, key: Any, alg: str) -> dict[str, Any]:
         try:
@@ -93,3 +140,9 @@ class TokenVerifier:
         except jwt.InvalidTokenError:
             raise _refuse("The token is not valid.") from None
         return claims
+
+
+def _limits(claims: dict[str, Any]) -> tuple[float, float]:
+    """`exp` and `nbf` as PyJWT has just checked them (numbers; `exp` is required)."""
+    nbf = claims.get("nbf")
+    return float(claims["exp"]), float(nbf) if nbf is not None else -float("inf")
