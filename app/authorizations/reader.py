@@ -58,7 +58,7 @@ _REQUESTER = {
 }
 
 
-def _statement(form: Form) -> str:
+def statement(form: Form) -> str:
     """The statement of a form; built only from the constants above, values are parameters.
 
     The live permits come approved-and-holding-the-instant first, so that pending
@@ -185,7 +185,12 @@ _PG_UNAVAILABLE = (
 )
 
 _NAMED = re.compile(r":([a-z_]+)")
-_ORDER = ("first", "second", "at", "key_id", "caller")
+POSITIONAL_ORDER = ("first", "second", "at", "key_id", "caller")
+
+
+def positional_statement(form: Form) -> str:
+    """`statement(form)` with asyncpg's `$1…$5` for the parameters, in `POSITIONAL_ORDER`."""
+    return _NAMED.sub(lambda m: f"${POSITIONAL_ORDER.index(m.group(1)) + 1}", statement(form))
 
 
 class PostgresReader:
@@ -194,10 +199,7 @@ class PostgresReader:
     def __init__(self, pool: asyncpg.Pool, timeout: float) -> None:
         self._pool = pool
         self._timeout = timeout
-        self._sql = {
-            form: _NAMED.sub(lambda m: f"${_ORDER.index(m.group(1)) + 1}", _statement(form))
-            for form in ("employee", "channel")
-        }
+        self._sql = {form: positional_statement(form) for form in ("employee", "channel")}
 
     @classmethod
     async def open(cls, url: str, *, size: int, wait_seconds: float) -> PostgresReader:
@@ -263,7 +265,7 @@ class SqliteReader:
         self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
         self._connection.execute(f"PRAGMA busy_timeout = {SQLITE_READ_BUSY_MS}")
         self._connection.execute("PRAGMA query_only = 1")
-        self._sql = {form: _statement(form) for form in ("employee", "channel")}
+        self._sql = {form: statement(form) for form in ("employee", "channel")}
 
     @classmethod
     def open(cls, url: str) -> SqliteReader:

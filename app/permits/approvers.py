@@ -8,11 +8,12 @@ up to the parent unit, and so on. Nobody ever decides their own permit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from app.org.models import Delegation, Employee, Unit
 
@@ -26,51 +27,97 @@ class Approver:
     unit_code: str
 
 
-async def _unit_deciders(
-    session: AsyncSession, unit: Unit, *, at: datetime, escalated: bool
-) -> list[Approver]:
-    deciders: list[Approver] = []
-    if unit.head_nip is not None:
-        head_active = await session.scalar(
-            select(Employee.active).where(Employee.nip == unit.head_nip)
-        )
-        if head_active:
-            capacity = "parent_head" if escalated else "head"
-            deciders.append(Approver(unit.head_nip, capacity, unit.code))
-    rows = await session.execute(
-        select(Delegation.delegate_nip, Delegation.kind)
-        .join(Employee, Employee.nip == Delegation.delegate_nip)
-        .where(
-            Delegation.unit_code == unit.code,
+@dataclass(frozen=True)
+class _UnitDeciders:
+    parent_code: str | None
+    deciders: list[Approver]  # the head (if active) as "head", then delegates in force
+
+
+class ApproverResolver:
+    """Resolves approvers at one instant, reading each unit once.
+
+    A list page asks about the same few units again and again; one resolver serves
+    the whole page, one statement per unit it meets.
+    """
+
+    def __init__(self, session: AsyncSession, at: datetime) -> None:
+        self._session = session
+        self._at = at
+        self._units: dict[str, _UnitDeciders | None] = {}
+
+    async def resolve(self, *, unit_code: str, requester_nip: str) -> list[Approver]:
+        """The employees who may decide a permit of `requester_nip` for a workspace of
+        `unit_code`."""
+        code: str | None = unit_code
+        escalated = False
+        for _ in range(MAX_DEPTH):
+            if code is None:
+                break
+            unit = await self._unit(code)
+            if unit is None:
+                break
+            deciders = unit.deciders
+            if deciders and all(d.nip != requester_nip for d in deciders):
+                if escalated:
+                    return [
+                        replace(d, capacity="parent_head") if d.capacity == "head" else d
+                        for d in deciders
+                    ]
+                return list(deciders)
+            code, escalated = unit.parent_code, True
+        return []
+
+    async def _unit(self, code: str) -> _UnitDeciders | None:
+        if code not in self._units:
+            self._units[code] = await self._read_unit(code)
+        return self._units[code]
+
+    async def _read_unit(self, code: str) -> _UnitDeciders | None:
+        """The unit's parent, its head if active, and its delegates in force and active:
+        one statement (a row per delegation, or one row without any)."""
+        head, delegate = aliased(Employee), aliased(Employee)
+        in_force = and_(
+            Delegation.unit_code == Unit.code,
             Delegation.revoked_at.is_(None),
-            Delegation.starts_at <= at,
-            Delegation.ends_at > at,
-            Employee.active.is_(True),
+            Delegation.starts_at <= self._at,
+            Delegation.ends_at > self._at,
         )
-        .order_by(Delegation.starts_at)
-    )
-    seen = {d.nip for d in deciders}
-    for nip, kind in rows:
-        if nip not in seen:
-            deciders.append(Approver(nip, kind, unit.code))
-            seen.add(nip)
-    return deciders
+        rows = (
+            await self._session.execute(
+                select(
+                    Unit.parent_code,
+                    Unit.head_nip,
+                    head.active,
+                    Delegation.delegate_nip,
+                    Delegation.kind,
+                    delegate.active,
+                )
+                .select_from(Unit)
+                .outerjoin(head, head.nip == Unit.head_nip)
+                .outerjoin(Delegation, in_force)
+                .outerjoin(delegate, delegate.nip == Delegation.delegate_nip)
+                .where(Unit.code == code)
+                .order_by(Delegation.starts_at, Delegation.id)
+            )
+        ).all()
+        if not rows:
+            return None
+        parent_code, head_nip, head_active = rows[0][0], rows[0][1], rows[0][2]
+        deciders: list[Approver] = []
+        if head_nip is not None and head_active:
+            deciders.append(Approver(head_nip, "head", code))
+        seen = {d.nip for d in deciders}
+        for *_, nip, kind, active in rows:
+            if nip is not None and active and nip not in seen:
+                deciders.append(Approver(nip, kind, code))
+                seen.add(nip)
+        return _UnitDeciders(parent_code, deciders)
 
 
 async def resolve_approvers(
     session: AsyncSession, *, unit_code: str, requester_nip: str, at: datetime
 ) -> list[Approver]:
     """The employees who may decide a permit of `requester_nip` for a workspace of `unit_code`."""
-    code: str | None = unit_code
-    escalated = False
-    for _ in range(MAX_DEPTH):
-        if code is None:
-            break
-        unit = await session.get(Unit, code)
-        if unit is None:
-            break
-        deciders = await _unit_deciders(session, unit, at=at, escalated=escalated)
-        if deciders and all(d.nip != requester_nip for d in deciders):
-            return deciders
-        code, escalated = unit.parent_code, True
-    return []
+    return await ApproverResolver(session, at).resolve(
+        unit_code=unit_code, requester_nip=requester_nip
+    )

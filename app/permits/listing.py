@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.errors import InvalidInput, field_error
 from app.org.models import Delegation, Employee, Unit
 from app.pagination import decode_cursor, encode_cursor
-from app.permits.approvers import Approver, resolve_approvers
+from app.permits.approvers import Approver, ApproverResolver
 from app.permits.models import Permit
 from app.permits.service import PermitView, effective_status
 from app.timeutil import utcnow
@@ -131,7 +131,7 @@ async def list_visible(
                 errors=[field_error(["query", "cursor"], "unrecognised cursor", "invalid_cursor")],
             )
         last = decoded
-    approvers_of: dict[tuple[str, str], list[Approver]] = {}
+    resolver = ApproverResolver(session, now)  # each unit read once for the whole page
     views: list[PermitView] = []
     while True:
         page = statement if last is None else statement.where(Permit.id > last)
@@ -143,15 +143,9 @@ async def list_visible(
             # `approvers` of pending permits, or to decide what a non-privileged caller sees.
             approvers: list[Approver] = []
             if status == "pending" or exact_check:
-                key = (permit.unit_code, permit.requester_nip)
-                if key not in approvers_of:
-                    approvers_of[key] = await resolve_approvers(
-                        session,
-                        unit_code=permit.unit_code,
-                        requester_nip=permit.requester_nip,
-                        at=now,
-                    )
-                approvers = approvers_of[key]
+                approvers = await resolver.resolve(
+                    unit_code=permit.unit_code, requester_nip=permit.requester_nip
+                )
             view = PermitView(permit, status, approvers)
             may_decide = any(a.nip == employee.nip for a in approvers)
             if filters.awaiting_me and not (may_decide and status == "pending"):

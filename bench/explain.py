@@ -1,0 +1,159 @@
+"""The check's query plan and its cost at the database, for N permits.
+
+Seeds a database as `bench/run.py` does, prints the plan of the check's statement
+in both forms (SQLite: EXPLAIN QUERY PLAN; PostgreSQL: EXPLAIN ANALYZE), then
+times the statement itself through the service's own reader (no HTTP), over the
+seeded sample of NIP/workspace and platform/channel pairs:
+
+    .venv/bin/python bench/explain.py --permits 10000 1000000
+
+Writes `bench/results/<time>-explain.json`. Compare the per-query times across N:
+an index range scan costs the same however much history lies outside the range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from app.authorizations.reader import (  # noqa: E402
+    CheckReader,
+    open_reader,
+    positional_statement,
+    statement,
+)
+from bench.run import drop, prepare  # noqa: E402
+from bench.seed import API_KEY_ID  # noqa: E402
+
+FORMS = ("employee", "channel")
+
+
+async def plans(url: str, sample: tuple[str, str, str, str], at: datetime) -> dict[str, str]:
+    nip, workspace, platform, channel = sample
+    pairs = {"employee": (nip, workspace), "channel": (platform, channel)}
+    shown: dict[str, str] = {}
+    if url.startswith("sqlite"):
+        connection = sqlite3.connect(url.split("///", 1)[1])
+        try:
+            for form in FORMS:
+                first, second = pairs[form]
+                rows = connection.execute(
+                    f"EXPLAIN QUERY PLAN {statement(form)}",  # type: ignore[arg-type]
+                    {
+                        "first": first,
+                        "second": second,
+                        "at": at.strftime("%Y-%m-%d %H:%M:%S.%f"),
+                        "key_id": API_KEY_ID,
+                        "caller": None,
+                    },
+                ).fetchall()
+                shown[form] = "\n".join(f"{'  ' * _depth(rows, r[1])}{r[3]}" for r in rows)
+        finally:
+            connection.close()
+        return shown
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute("ANALYZE")
+        for form in FORMS:
+            first, second = pairs[form]
+            rows = await connection.fetch(
+                f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {positional_statement(form)}",  # type: ignore[arg-type]
+                first,
+                second,
+                at,
+                API_KEY_ID,
+                None,
+            )
+            shown[form] = "\n".join(row[0] for row in rows)
+    finally:
+        await connection.close()
+    return shown
+
+
+def _depth(rows: list[tuple[Any, ...]], parent: int) -> int:
+    ids = {row[0]: row[1] for row in rows}
+    depth = 0
+    while parent:
+        depth += 1
+        parent = ids.get(parent, 0)
+    return depth
+
+
+async def timed(
+    reader: CheckReader, samples: list[tuple[str, str, str, str]], at: datetime
+) -> dict[str, float]:
+    """Median microseconds per read of each form over the samples (after one warm pass)."""
+    figures: dict[str, float] = {}
+    for form in FORMS:
+        times: list[float] = []
+        for warm in (True, False):
+            for nip, workspace, platform, channel in samples:
+                first, second = (nip, workspace) if form == "employee" else (platform, channel)
+                started = time.perf_counter()
+                await reader.read(form, first, second, at, key_id=API_KEY_ID)  # type: ignore[arg-type]
+                if not warm:
+                    times.append((time.perf_counter() - started) * 1e6)
+        figures[f"{form}_us_median"] = round(statistics.median(times), 1)
+        figures[f"{form}_us_p99"] = round(statistics.quantiles(times, n=100)[98], 1)
+    return figures
+
+
+async def measure(backend: str, permits: int) -> dict[str, Any]:
+    folder = Path(tempfile.mkdtemp(prefix=f"izs-explain-{backend}-"))
+    url, seeded, dropper = await prepare(backend, folder, permits)
+    at = datetime.now(UTC)
+    try:
+        shown = await plans(url, seeded.samples[0], at)
+        reader = await open_reader(url, size=1, wait_seconds=5)
+        try:
+            figures = await timed(reader, seeded.samples, at)
+        finally:
+            await reader.close()
+    finally:
+        await drop(dropper)
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"backend": backend, "permits": permits, **figures, "plans": shown}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
+    parser.add_argument("--permits", nargs="+", type=int, default=[10_000, 1_000_000])
+    args = parser.parse_args()
+    results = []
+    for backend in args.backends:
+        for permits in args.permits:
+            print(f"== {backend}, {permits} permits", flush=True)
+            result = asyncio.run(measure(backend, permits))
+            results.append(result)
+            print(
+                "   per query (µs, median / p99): "
+                f"employee {result['employee_us_median']} / {result['employee_us_p99']}, "
+                f"channel {result['channel_us_median']} / {result['channel_us_p99']}"
+            )
+            for form, plan in result["plans"].items():
+                print(f"   -- {form}\n" + "\n".join(f"   {line}" for line in plan.splitlines()))
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%S")
+    out = HERE / "results" / f"{stamp}-explain.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
