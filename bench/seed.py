@@ -33,6 +33,9 @@ ATTESTATIONS = dict.fromkeys(
     ),
     True,
 )
+PERMITS_PER_DAY = 10_000 / 120  # 10^4 permits: 60 days back, 60 days ahead
+FUTURE = timedelta(days=60)  # inside the default 90-day lead time
+WORKSPACES_PER_UNIT = 10
 STATUS_MIX = [
     ("approved", 50),
     ("pending", 15),
@@ -104,7 +107,7 @@ async def seed(db: Database, permits: int, *, units: int = 20, staff_per_unit: i
         out.heads[code] = head
         unit_rows[u]["head_nip"] = head
         out.staff += [person(code) for _ in range(staff_per_unit)]
-        for w in range(10):
+        for w in range(WORKSPACES_PER_UNIT):
             ws = f"BENCH-W{u:03d}-{w}"
             workspace_rows.append(
                 {
@@ -144,25 +147,34 @@ async def seed(db: Database, permits: int, *, units: int = 20, staff_per_unit: i
         )
 
     statuses = [s for s, weight in STATUS_MIX for _ in range(weight)]
+    # History grows into the past at a steady rate; the future is what the lead-time
+    # limit allows, and as busy at 10^6 permits as at 10^4.
+    span = timedelta(days=max(1.0, permits / PERMITS_PER_DAY))
+    first = now + FUTURE - span
+    approved_share = dict(STATUS_MIX)["approved"] / sum(w for _, w in STATUS_MIX)
+    per_workspace = max(1.0, permits * approved_share / (units * WORKSPACES_PER_UNIT))
+    step = span / per_workspace  # the mean distance between approved windows of a room
     next_free: dict[str, datetime] = {}
     staff_unit = {row["nip"]: row["unit_code"] for row in employee_rows}
     batch: list[dict[str, object]] = []
     for i in range(permits):
         requester = rng.choice(out.staff)
         unit = staff_unit[requester]
-        ws = f"BENCH-W{int(unit[-3:]):03d}-{rng.randrange(10)}"
+        ws = f"BENCH-W{int(unit[-3:]):03d}-{rng.randrange(WORKSPACES_PER_UNIT)}"
         if ws in out.write_workspaces:
-            ws = f"BENCH-W001-{rng.randrange(10)}"
+            ws = f"BENCH-W001-{rng.randrange(WORKSPACES_PER_UNIT)}"
             unit = "BENCH-U001"
         status = rng.choice(statuses)
         length = timedelta(minutes=rng.choice((30, 60, 90, 120)))
-        if status == "approved":
-            start = next_free.get(ws, now - timedelta(days=60)) + timedelta(
-                minutes=rng.choice((0, 30, 60))
-            )
-            next_free[ws] = start + length
-        else:
-            start = now + timedelta(minutes=rng.randrange(-60 * 24 * 60, 60 * 24 * 60))
+        if status == "approved":  # never overlapping within a room, as in life
+            gap = max(timedelta(0), 2 * step - length) * rng.random()
+            start = next_free.get(ws, first) + gap
+            if start + length > now + FUTURE:
+                status = "denied"  # the room's calendar is full that far ahead
+            else:
+                next_free[ws] = start + length
+        if status != "approved":
+            start = first + span * rng.random()
         if status == "pending" and start < now:
             status = "expired"
         platform = rng.choice(PLATFORMS)

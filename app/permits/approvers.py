@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -25,6 +25,36 @@ class Approver:
     nip: str
     capacity: str  # head, plh, plt or parent_head
     unit_code: str
+
+
+_HEAD, _DELEGATE = aliased(Employee, name="head"), aliased(Employee, name="delegate")
+_UNIT_DECIDERS = (
+    # A unit's parent, its head and whether they are active, and its delegations in force
+    # with whether each delegate is active: a row per delegation, or one row without any.
+    # Built once; only `code` and `at` change.
+    select(
+        Unit.parent_code,
+        Unit.head_nip,
+        _HEAD.active,
+        Delegation.delegate_nip,
+        Delegation.kind,
+        _DELEGATE.active,
+    )
+    .select_from(Unit)
+    .outerjoin(_HEAD, _HEAD.nip == Unit.head_nip)
+    .outerjoin(
+        Delegation,
+        and_(
+            Delegation.unit_code == Unit.code,
+            Delegation.revoked_at.is_(None),
+            Delegation.starts_at <= bindparam("at"),
+            Delegation.ends_at > bindparam("at"),
+        ),
+    )
+    .outerjoin(_DELEGATE, _DELEGATE.nip == Delegation.delegate_nip)
+    .where(Unit.code == bindparam("code"))
+    .order_by(Delegation.starts_at, Delegation.id)
+)
 
 
 @dataclass(frozen=True)
@@ -73,33 +103,7 @@ class ApproverResolver:
         return self._units[code]
 
     async def _read_unit(self, code: str) -> _UnitDeciders | None:
-        """The unit's parent, its head if active, and its delegates in force and active:
-        one statement (a row per delegation, or one row without any)."""
-        head, delegate = aliased(Employee), aliased(Employee)
-        in_force = and_(
-            Delegation.unit_code == Unit.code,
-            Delegation.revoked_at.is_(None),
-            Delegation.starts_at <= self._at,
-            Delegation.ends_at > self._at,
-        )
-        rows = (
-            await self._session.execute(
-                select(
-                    Unit.parent_code,
-                    Unit.head_nip,
-                    head.active,
-                    Delegation.delegate_nip,
-                    Delegation.kind,
-                    delegate.active,
-                )
-                .select_from(Unit)
-                .outerjoin(head, head.nip == Unit.head_nip)
-                .outerjoin(Delegation, in_force)
-                .outerjoin(delegate, delegate.nip == Delegation.delegate_nip)
-                .where(Unit.code == code)
-                .order_by(Delegation.starts_at, Delegation.id)
-            )
-        ).all()
+        rows = (await self._session.execute(_UNIT_DECIDERS, {"code": code, "at": self._at})).all()
         if not rows:
             return None
         parent_code, head_nip, head_active = rows[0][0], rows[0][1], rows[0][2]
