@@ -211,6 +211,11 @@ class PostgresReader:
             timeout=wait_seconds,
             command_timeout=wait_seconds,
             reset=_nothing_to_reset,
+            # The statement is prepared once per connection; its generic plan is the same
+            # index range scans whatever the values. Left to choose, PostgreSQL keeps
+            # re-planning it for every call on a large table (≈ 0.4 ms of planning for a
+            # query that runs in 0.06 ms).
+            server_settings={"plan_cache_mode": "force_generic_plan"},
         )
         return cls(pool, wait_seconds)
 
