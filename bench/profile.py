@@ -59,6 +59,8 @@ def main() -> None:
     }
     lua = HERE / "lua"
     wrk_env = {**os.environ, "BENCH_LUA": str(lua)}
+    settings = load_settings(_env_file=None, data_dir=folder / "data", database_url=url)
+    signer = load_or_create_signer(settings.data_dir)
     if args.scenario == "check":
         paths = folder / "employee.txt"
         paths.write_text(
@@ -71,8 +73,6 @@ def main() -> None:
         wrk_env |= {"BENCH_PATHS": str(paths), "BENCH_HEADER": f"X-API-Key: {seeded.api_key}"}
         connections = 32
     elif args.scenario in ("permit", "list"):
-        settings = load_settings(_env_file=None, data_dir=folder / "data", database_url=url)
-        signer = load_or_create_signer(settings.data_dir)
         paths = folder / "paths.txt"
         if args.scenario == "permit":
             paths.write_text("\n".join(f"/api/v1/permits/{i}" for i in seeded.permit_ids))
@@ -83,8 +83,6 @@ def main() -> None:
         wrk_env |= {"BENCH_PATHS": str(paths), "BENCH_HEADER": f"Authorization: Bearer {admin}"}
         connections = 32
     else:
-        settings = load_settings(_env_file=None, data_dir=folder / "data", database_url=url)
-        signer = load_or_create_signer(settings.data_dir)
         workspaces = folder / "workspaces.txt"
         workspaces.write_text("\n".join(seeded.write_workspaces))
         t0 = int((datetime.now(UTC) + timedelta(days=1)).timestamp()) // 1800 * 1800

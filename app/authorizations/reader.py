@@ -74,22 +74,20 @@ def statement(form: Form) -> str:
         "AND p.ends_at <= :at ORDER BY p.ends_at DESC LIMIT 1) AS ended"
     )
     if form == "employee":
-        subject = (
-            "e.active AS employee_active, w.code IS NOT NULL AS workspace_known, "
-            f"p.*, {_REQUESTER[form]} AS requester_active "
-            "FROM (SELECT 1 AS one) AS one "
+        subject = "e.active AS employee_active, w.code IS NOT NULL AS workspace_known"
+        subject_joins = (
             "LEFT JOIN employees AS e ON e.nip = :first "
             "LEFT JOIN workspaces AS w ON w.code = :second "
         )
-    else:
-        subject = (
-            "CAST(NULL AS BOOLEAN) AS employee_active, 1 = 0 AS workspace_known, "
-            f"p.*, {_REQUESTER[form]} AS requester_active "
-            "FROM (SELECT 1 AS one) AS one "
-        )
+    else:  # the channel form names no employee and no workspace
+        subject = "CAST(NULL AS BOOLEAN) AS employee_active, 1 = 0 AS workspace_known"
+        subject_joins = ""
     return (
-        "SELECT k.secret_sha256 AS key_secret_sha256, k.revoked_at IS NOT NULL AS key_revoked, "
-        f"k.scopes AS key_scopes, c.active AS caller_active, {subject}"
+        "SELECT k.secret_sha256 AS key_secret_sha256, k.revoked_at IS NOT NULL AS key_revoked, "  # noqa: S608 (constants only)
+        f"k.scopes AS key_scopes, c.active AS caller_active, {subject}, "
+        f"p.*, {_REQUESTER[form]} AS requester_active "
+        "FROM (SELECT 1 AS one) AS one "
+        f"{subject_joins}"
         "LEFT JOIN api_keys AS k ON k.id = :key_id "
         "LEFT JOIN employees AS c ON c.nip = :caller "
         f"LEFT JOIN ({candidates}) AS p ON 1 = 1"
