@@ -17,20 +17,24 @@ from app.audit.router import router as audit_router
 from app.auth.jwks import RemoteKeySource, StaticKeySource, parse_jwks
 from app.auth.local import load_or_create_signer
 from app.auth.tokens import TokenVerifier
-from app.authorizations.fastpath import CheckFastPath, FastPathCount
-from app.authorizations.reader import CheckReader, open_reader
+from app.authorizations.fastpath import CheckFastPath
+from app.authorizations.reader import CheckReader
 from app.authorizations.router import router as authorizations_router
 from app.config import Settings, SettingsError, load_settings
 from app.db import Database
 from app.errors import file_problems_under_problem_json, install_error_handlers
+from app.fastpath import FastPathCount
 from app.health.router import router as health_router
 from app.logs import configure_logging
 from app.middleware import RequestContextMiddleware
 from app.migrate import require_head
 from app.org.router import router as org_router
 from app.org.service import ensure_admins
+from app.permits.fastpath import PermitFastPath
+from app.permits.reader import PermitReader
 from app.permits.router import router as permits_router
 from app.ratelimit import RateLimitMiddleware
+from app.rawdb import RawReader, open_raw_reader
 from app.sweeper import periodic_sweep
 
 log = logging.getLogger(__name__)
@@ -56,15 +60,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool_size=settings.database_pool_size,
         timeout=settings.database_timeout_seconds,
     )
-    reader: CheckReader | None = None
+    raw: RawReader | None = None
     try:
         await require_head(db.engine)
-        reader = await open_reader(
+        raw = await open_raw_reader(
             settings.effective_database_url,
             size=settings.database_pool_size,
             wait_seconds=settings.database_timeout_seconds,
         )
-        app.state.check_reader = reader
+        app.state.check_reader = CheckReader(raw)
+        app.state.permit_reader = PermitReader(raw)
         if settings.bootstrap_admin_nips:
             async with db.write() as session, session.begin():
                 await ensure_admins(session, settings.bootstrap_admin_nips)
@@ -84,8 +89,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with periodic_sweep(db, settings.sweep_interval_seconds):
             yield
     finally:
-        if reader is not None:
-            await reader.close()
+        if raw is not None:
+            await raw.close()
         await db.dispose()
 
 
@@ -116,8 +121,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     _serve_problems_as_problem_json(app)
     # Added innermost first: request context wraps CORS, which wraps the rate limit, which
-    # wraps the check's fast path.
+    # wraps the fast paths of the check and of a permit read (app/fastpath.py).
     app.state.check_fast_path = FastPathCount()
+    app.state.permit_fast_path = FastPathCount()
+    app.add_middleware(PermitFastPath, count=app.state.permit_fast_path)
     app.add_middleware(CheckFastPath, count=app.state.check_fast_path)
     app.add_middleware(
         RateLimitMiddleware,

@@ -31,12 +31,8 @@ import asyncpg
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from app.authorizations.reader import (  # noqa: E402
-    CheckReader,
-    open_reader,
-    positional_statement,
-    statement,
-)
+from app.authorizations.reader import CheckReader, statement  # noqa: E402
+from app.rawdb import open_raw_reader, positional  # noqa: E402
 from bench.run import drop, prepare  # noqa: E402
 from bench.seed import API_KEY_ID  # noqa: E402
 
@@ -72,13 +68,11 @@ async def plans(url: str, sample: tuple[str, str, str, str], at: datetime) -> di
         await connection.execute("ANALYZE")
         for form in FORMS:
             first, second = pairs[form]
+            sql, names = positional(statement(form))  # type: ignore[arg-type]
+            values = {"first": first, "second": second, "at": at, "key_id": API_KEY_ID}
             rows = await connection.fetch(
-                f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {positional_statement(form)}",  # type: ignore[arg-type]
-                first,
-                second,
-                at,
-                API_KEY_ID,
-                None,
+                f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {sql}",
+                *[values.get(name) for name in names],
             )
             shown[form] = "\n".join(row[0] for row in rows)
     finally:
@@ -120,11 +114,11 @@ async def measure(backend: str, permits: int) -> dict[str, Any]:
     at = datetime.now(UTC)
     try:
         shown = await plans(url, seeded.samples[0], at)
-        reader = await open_reader(url, size=1, wait_seconds=5)
+        raw = await open_raw_reader(url, size=1, wait_seconds=5)
         try:
-            figures = await timed(reader, seeded.samples, at)
+            figures = await timed(CheckReader(raw), seeded.samples, at)
         finally:
-            await reader.close()
+            await raw.close()
     finally:
         await drop(dropper)
         shutil.rmtree(folder, ignore_errors=True)

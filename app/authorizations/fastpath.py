@@ -21,16 +21,22 @@ from __future__ import annotations
 import hmac
 import json
 from datetime import datetime
-from typing import Any
 from urllib.parse import parse_qsl
 
 from pydantic import TypeAdapter, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.auth.dependencies import API_KEY_PREFIX, could_be_key_id, could_be_nip, hash_secret
+from app.auth.dependencies import API_KEY_PREFIX, could_be_key_id, hash_secret
 from app.authorizations import service
 from app.authorizations.reader import CheckReader, Form, Reading
 from app.errors import AppError, app_error_response
+from app.fastpath import (
+    FastPathCount,
+    bearer_nip,
+    credential_headers,
+    no_receive,
+    send_json,
+)
 from app.permits.service import channel_key
 from app.timeutil import InstantIn, utcnow
 
@@ -43,10 +49,7 @@ _FORMS: dict[frozenset[str], Form] = {
     frozenset({"platform", "channel", "at"}): "channel",
 }
 _INSTANT: TypeAdapter[datetime] = TypeAdapter(InstantIn)
-_HEADERS = [
-    (b"content-type", b"application/json"),
-    (b"cache-control", b"no-store"),
-]
+_NO_STORE = (b"cache-control", b"no-store")
 
 
 class Query:
@@ -107,18 +110,10 @@ class Credential:
 
 
 async def _credential(scope: Scope) -> Credential | None:
-    authorization = api_key = None
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            if authorization is not None:
-                return None
-            authorization = value.decode("latin-1")
-        elif name == b"x-api-key":
-            if api_key is not None:
-                return None
-            api_key = value.decode("latin-1")
-        elif name == b"origin":
-            return None  # CORS: the CORS layer and the route handle it
+    headers = credential_headers(scope)
+    if headers is None:
+        return None
+    authorization, api_key = headers
     if (authorization is None) == (api_key is None):
         return None
     if api_key is not None:
@@ -128,22 +123,8 @@ async def _credential(scope: Scope) -> Credential | None:
             return None
         return Credential(key_id=key_id, secret=secret)
     assert authorization is not None
-    scheme, _, token = authorization.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return None
-    try:
-        nip = await scope["app"].state.token_verifier.verified_nip(token)
-    except AppError:
-        return None
-    return Credential(caller=nip) if could_be_nip(nip) else None
-
-
-class FastPathCount:
-    """How many checks the fast path answered (and, by difference, passed on)."""
-
-    def __init__(self) -> None:
-        self.answered = 0
+    nip = await bearer_nip(scope, authorization)
+    return None if nip is None else Credential(caller=nip)
 
 
 class CheckFastPath:
@@ -183,20 +164,11 @@ class CheckFastPath:
                 caller=credential.caller,
             )
         except AppError as exc:  # the database is unavailable: the route would say the same
-            await app_error_response(exc, CHECK_PATH)(scope, _no_receive, send)
+            await app_error_response(exc, CHECK_PATH)(scope, no_receive, send)
             return True
         if not credential.accepted_by(reading):
             return False
         answer = service.decide(query.form, reading, at)
-        body = json.dumps(
-            service.body(answer, checked_at), ensure_ascii=False, separators=(",", ":")
-        ).encode()
-        headers = [*_HEADERS, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, service.body(answer, checked_at), [_NO_STORE])
         self.count.answered += 1
         return True
-
-
-async def _no_receive() -> Any:
-    return {"type": "http.disconnect"}

@@ -13,29 +13,18 @@ the employee and the workspace exist, and the candidate permits of an
 Every part is an index range scan over (pair, `ends_at`), so its cost follows
 the live permits of the pair, not the history.
 
-On PostgreSQL the statement runs on a small asyncpg pool of its own (statements
-prepared once per connection, no per-release reset: the check holds no session
-state); on SQLite it runs inline on a read-only sqlite3 connection, which WAL
-lets read beside the writers. Either way it reads committed rows with no cache,
-so an acknowledged revocation is seen by every later check.
+It runs on the hot reads' own connection (`app.rawdb`): committed rows, no
+cache, so an acknowledged revocation is seen by every later check.
 """
 
 from __future__ import annotations
 
-import logging
-import re
-import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from datetime import datetime
+from typing import Any, Literal
 
-import asyncpg
-from sqlalchemy.engine import make_url
-
-from app.errors import ServiceUnavailable
-
-log = logging.getLogger(__name__)
+from app.rawdb import RawReader
 
 CANDIDATES = 20
 """Live permits read per check, by start; more can only be pending windows nobody decided."""
@@ -122,22 +111,7 @@ class Reading:
     candidates: Sequence[Candidate]
 
 
-class CheckReader(Protocol):
-    async def read(
-        self,
-        form: Form,
-        first: str,
-        second: str,
-        at: datetime,
-        *,
-        key_id: str | None = None,
-        caller: str | None = None,
-    ) -> Reading: ...
-
-    async def close(self) -> None: ...
-
-
-def _reading(rows: Sequence[Any], stamp: Any) -> Reading:
+def _reading(rows: Sequence[Any], stamp: Callable[[Any], datetime]) -> Reading:
     head = rows[0]
     candidates = [
         Candidate(
@@ -165,118 +139,13 @@ def _reading(rows: Sequence[Any], stamp: Any) -> Reading:
     )
 
 
-def _unavailable() -> ServiceUnavailable:
-    return ServiceUnavailable(
-        "The database is unreachable; try again shortly.",
-        code="database_unavailable",
-        headers={"Retry-After": "2"},
-    )
+class CheckReader:
+    """Runs the check's statement on the hot reads' connection (`app.rawdb`)."""
 
-
-_PG_UNAVAILABLE = (
-    OSError,  # refused, reset, unreachable
-    TimeoutError,  # a pool connection, a new connection or the statement took too long
-    asyncpg.InterfaceError,  # the connection was lost or closed under us
-    asyncpg.PostgresConnectionError,  # class 08
-    asyncpg.OperatorInterventionError,  # starting up, shutting down (class 57)
-    asyncpg.InsufficientResourcesError,  # too many connections (class 53)
-)
-
-_NAMED = re.compile(r":([a-z_]+)")
-POSITIONAL_ORDER = ("first", "second", "at", "key_id", "caller")
-
-
-def positional_statement(form: Form) -> str:
-    """`statement(form)` with asyncpg's `$1…$5` for the parameters, in `POSITIONAL_ORDER`."""
-    return _NAMED.sub(lambda m: f"${POSITIONAL_ORDER.index(m.group(1)) + 1}", statement(form))
-
-
-class PostgresReader:
-    """asyncpg on a pool of its own; every wait bounded by `timeout` seconds."""
-
-    def __init__(self, pool: asyncpg.Pool, timeout: float) -> None:
-        self._pool = pool
-        self._timeout = timeout
-        self._sql = {form: positional_statement(form) for form in ("employee", "channel")}
-
-    @classmethod
-    async def open(cls, url: str, *, size: int, wait_seconds: float) -> PostgresReader:
-        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        pool = await asyncpg.create_pool(
-            dsn,
-            min_size=0,  # connect on first use: start-up does not wait for the database
-            max_size=size,
-            timeout=wait_seconds,
-            command_timeout=wait_seconds,
-            reset=_nothing_to_reset,
-            # The statement is prepared once per connection; its generic plan is the same
-            # index range scans whatever the values. Left to choose, PostgreSQL keeps
-            # re-planning it for every call on a large table (≈ 0.4 ms of planning for a
-            # query that runs in 0.06 ms).
-            server_settings={"plan_cache_mode": "force_generic_plan"},
-        )
-        return cls(pool, wait_seconds)
-
-    async def read(
-        self,
-        form: Form,
-        first: str,
-        second: str,
-        at: datetime,
-        *,
-        key_id: str | None = None,
-        caller: str | None = None,
-    ) -> Reading:
-        # An idle connection is handed over at once; only a wait needs a timeout (whose
-        # machinery, a task per call, costs more than the rest of the acquisition).
-        wait = None if self._pool.get_idle_size() else self._timeout
-        try:
-            async with self._pool.acquire(timeout=wait) as connection:
-                rows = await connection.fetch(
-                    self._sql[form], first, second, at, key_id, caller, timeout=self._timeout
-                )
-        except _PG_UNAVAILABLE as exc:
-            log.error("the check cannot read PostgreSQL: %s: %s", type(exc).__name__, exc)
-            raise _unavailable() from None
-        return _reading(rows, _same)
-
-    async def close(self) -> None:
-        await self._pool.close()
-
-
-async def _nothing_to_reset(_connection: asyncpg.Connection) -> None:
-    """The check sets no session state, takes no locks and listens to nothing."""
-
-
-def _same(value: datetime) -> datetime:
-    return value
-
-
-SQLITE_READ_BUSY_MS = 250
-"""WAL readers wait on no writer; this bounds the rare wait on a WAL reset."""
-
-
-def _sqlite_instant(value: str) -> datetime:
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)
-
-
-class SqliteReader:
-    """sqlite3 called inline: an indexed read takes tens of microseconds, less than a hop
-    to a thread would cost. One connection, used only from the event loop's thread."""
-
-    def __init__(self, path: str) -> None:
-        self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
-        self._connection.execute(f"PRAGMA busy_timeout = {SQLITE_READ_BUSY_MS}")
-        self._connection.execute("PRAGMA query_only = 1")
+    def __init__(self, raw: RawReader) -> None:
+        self._raw = raw
         self._sql = {form: statement(form) for form in ("employee", "channel")}
 
-    @classmethod
-    def open(cls, url: str) -> SqliteReader:
-        database = make_url(url).database
-        if not database or database == ":memory:":
-            raise ValueError("the check reads a SQLite file, not an in-memory database")
-        return cls(database)
-
     async def read(
         self,
         form: Form,
@@ -287,26 +156,8 @@ class SqliteReader:
         key_id: str | None = None,
         caller: str | None = None,
     ) -> Reading:
-        parameters = {
-            "first": first,
-            "second": second,
-            # As SQLAlchemy stores instants on SQLite (app.db.UTCDateTime): naive UTC text.
-            "at": at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),
-            "key_id": key_id,
-            "caller": caller,
-        }
-        try:
-            rows = self._connection.execute(self._sql[form], parameters).fetchall()
-        except sqlite3.OperationalError as exc:  # locked past the busy timeout, I/O error
-            log.error("the check cannot read SQLite: %s", exc)
-            raise _unavailable() from None
-        return _reading(rows, _sqlite_instant)
-
-    async def close(self) -> None:
-        self._connection.close()
-
-
-async def open_reader(url: str, *, size: int, wait_seconds: float) -> CheckReader:
-    if url.startswith("sqlite"):
-        return SqliteReader.open(url)
-    return await PostgresReader.open(url, size=size, wait_seconds=wait_seconds)
+        rows = await self._raw.fetch(
+            self._sql[form],
+            {"first": first, "second": second, "at": at, "key_id": key_id, "caller": caller},
+        )
+        return _reading(rows, self._raw.instant)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
@@ -51,7 +51,34 @@ def channel_key(channel: str) -> str:
     return channel.strip().lower().removeprefix("@")
 
 
-def effective_status(permit: Permit, now: datetime) -> str:
+class PermitFacts(Protocol):
+    """What reading rights and the effective status depend on: a `Permit`, or a row of
+    the permit read's fast path (`app.permits.reader`)."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def starts_at(self) -> datetime: ...
+    @property
+    def requester_nip(self) -> str: ...
+    @property
+    def decided_by(self) -> str | None: ...
+    @property
+    def closed_by(self) -> str | None: ...
+
+
+class ReaderFacts(Protocol):
+    """Who asks: an `Employee`, or the caller of the permit read's fast path."""
+
+    @property
+    def nip(self) -> str: ...
+    @property
+    def is_admin(self) -> bool: ...
+    @property
+    def is_auditor(self) -> bool: ...
+
+
+def effective_status(permit: PermitFacts, now: datetime) -> str:
     if permit.status == "pending" and now >= permit.starts_at:
         return "expired"
     return permit.status
@@ -73,7 +100,7 @@ class PermitView:
         return fields
 
 
-def _may_read(permit: Permit, employee: Employee, approvers: Sequence[Approver]) -> bool:
+def may_read(permit: PermitFacts, employee: ReaderFacts, approvers: Sequence[Approver]) -> bool:
     return (
         employee.is_admin
         or employee.is_auditor
@@ -97,7 +124,7 @@ async def read_permit(
     if permit is None:
         raise NotFound(f"Permit {permit_id} does not exist.")
     view = await _view(session, permit, utcnow())
-    if not _may_read(permit, employee, view.approvers):
+    if not may_read(permit, employee, view.approvers):
         raise NotFound(f"Permit {permit_id} does not exist.")
     return view
 

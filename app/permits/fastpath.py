@@ -1,0 +1,100 @@
+"""The permit read's fast path: `GET /api/v1/permits/{id}` answered below FastAPI.
+
+Apps poll a permit while they wait for a decision. This ASGI layer answers the
+common case itself — one bearer token of an active employee, a permit id and no
+query, a permit the caller may see — with one database round trip
+(`app.permits.reader`) and the same rules as the route (`app.permits.service`:
+`effective_status`, `may_read`; `app.permits.approvers`). Anything else goes
+on to the FastAPI route, which owns every error: so an unknown or hidden permit,
+a bad, unknown or inactive credential, an API key, a CORS request still get the
+route's own answer. A database it cannot reach gets the same 503 problem the
+route would give.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.errors import AppError, app_error_response
+from app.fastpath import (
+    FastPathCount,
+    bearer_nip,
+    credential_headers,
+    no_receive,
+    send_json,
+)
+from app.permits import service
+from app.permits.approvers import approvers
+from app.permits.reader import COLUMNS, INSTANTS, PermitReader
+from app.timeutil import format_instant, utcnow
+
+PREFIX = "/api/v1/permits/"
+ID_LENGTH = 26
+
+
+def permit_id_of(path: str) -> str | None:
+    """The id in `/api/v1/permits/{id}`, if it could name a permit (ids are 26 ASCII
+    letters and digits); None for any other path."""
+    if not path.startswith(PREFIX):
+        return None
+    permit_id = path[len(PREFIX) :]
+    if len(permit_id) != ID_LENGTH or not (permit_id.isascii() and permit_id.isalnum()):
+        return None
+    return permit_id
+
+
+class PermitFastPath:
+    """ASGI layer: answers plain permit reads itself, passes everything else on."""
+
+    def __init__(self, app: ASGIApp, *, count: FastPathCount) -> None:
+        self.app = app
+        self.count = count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or scope["query_string"]
+            or not await self._answer(scope, send)
+        ):
+            await self.app(scope, receive, send)
+
+    async def _answer(self, scope: Scope, send: Send) -> bool:
+        """Answer the read and say True, or say False having sent nothing."""
+        permit_id = permit_id_of(scope["path"])
+        reader: PermitReader | None = getattr(scope["app"].state, "permit_reader", None)
+        if permit_id is None or reader is None:
+            return False
+        headers = credential_headers(scope)
+        if headers is None or headers[0] is None or headers[1] is not None:
+            return False
+        nip = await bearer_nip(scope, headers[0])
+        if nip is None:
+            return False
+        now = utcnow()
+        try:
+            reading = await reader.read(permit_id, caller=nip, at=now)
+        except AppError as exc:  # the database is unavailable: the route would say the same
+            await app_error_response(exc, scope["path"])(scope, no_receive, send)
+            return True
+        caller, permit = reading.caller, reading.permit
+        if caller is None or not caller.active or permit is None:
+            return False
+        deciders = approvers(
+            reading.units, unit_code=permit.unit_code, requester_nip=permit.requester_nip
+        )
+        if not service.may_read(permit, caller, deciders):
+            return False
+        status = service.effective_status(permit, now)
+        body: dict[str, Any] = {}
+        for name in COLUMNS:
+            value = permit.fields[name]
+            body[name] = format_instant(value) if name in INSTANTS and value is not None else value
+        body["status"] = status
+        body["approvers"] = [d.nip for d in deciders] if status == "pending" else []
+        etag = f'"{permit.fields["version"]}"'.encode()
+        await send_json(send, body, [(b"etag", etag)])
+        self.count.answered += 1
+        return True
