@@ -126,6 +126,49 @@ def parse_wrk(output: str) -> dict[str, float]:
     return result
 
 
+def _processes() -> list[tuple[int, int, str]]:
+    """(pid, parent pid, command name) of every process (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # it ended meanwhile
+            name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
+            found.append((int(entry.name), int(rest.split()[1]), name))
+    return found
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (0 if it has ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuWatch:
+    """CPU time spent by the server under test (with its worker processes) and by
+    PostgreSQL's processes, between two readings."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+
+    def read(self) -> dict[str, float]:
+        processes = _processes()
+        tree = {self.server_pid}
+        for _ in range(3):  # taskset → uvicorn → its workers
+            tree |= {pid for pid, parent, _ in processes if parent in tree}
+        database = [pid for pid, _, name in processes if name == "postgres"]
+        return {
+            "server": sum(_cpu_seconds(pid) for pid in tree),
+            "database": sum(_cpu_seconds(pid) for pid in database),
+        }
+
+
 def run_wrk(
     wrk: str,
     url: str,
@@ -135,18 +178,27 @@ def run_wrk(
     connections: int,
     seconds: float,
     warm_env: dict[str, str] | None = None,
+    watch: CpuWatch | None = None,
 ) -> dict[str, float]:
-    """A warm-up run (its figures dropped), then the measured run."""
+    """A warm-up run (its figures dropped), then the measured run; with `watch`, the CPU
+    time per request of the server and of the database during the measured run."""
     base = [wrk, "-t1", f"-c{connections}", "--latency", "-s", str(script), url]
     warm = _pinned(1, [*base[:1], f"-d{max(1, int(seconds // 3))}s", *base[1:]])
     subprocess.run(
         warm, env={**os.environ, **env, **(warm_env or {})}, capture_output=True, check=True
     )
     measured = _pinned(1, [*base[:1], f"-d{int(seconds)}s", *base[1:]])
+    before = watch.read() if watch else {}
     output = subprocess.run(
         measured, env={**os.environ, **env}, capture_output=True, text=True, check=True
     ).stdout
-    return parse_wrk(output)
+    result = parse_wrk(output)
+    if watch and result["requests"]:
+        after = watch.read()
+        for part in ("server", "database"):
+            spent = after[part] - before[part]
+            result[f"{part}_cpu_us_per_request"] = round(spent / result["requests"] * 1e6, 1)
+    return result
 
 
 async def prepare(backend: str, folder: Path, permits: int) -> tuple[str, Seeded, str | None]:
@@ -262,10 +314,12 @@ def bench_backend(backend: str, args: argparse.Namespace, wrk: str) -> dict[str,
                     {**lua, **key, "BENCH_PATHS": str(files / "ceiling.txt")},
                     connections=args.connections,
                     seconds=args.duration,
+                    watch=CpuWatch(ceiling.process.pid),
                 )
             finally:
                 ceiling.stop()
             service = Server("app.main:app", env, workers=args.workers)
+            watch = CpuWatch(service.process.pid)
             for label, paths, credential in scenarios:
                 results[label] = run_wrk(
                     wrk,
@@ -274,6 +328,7 @@ def bench_backend(backend: str, args: argparse.Namespace, wrk: str) -> dict[str,
                     {**lua, **credential, "BENCH_PATHS": str(files / paths)},
                     connections=args.connections,
                     seconds=args.duration,
+                    watch=watch,
                 )
             results["check nip+workspace, API key, 8 connections"] = run_wrk(
                 wrk,
@@ -282,6 +337,7 @@ def bench_backend(backend: str, args: argparse.Namespace, wrk: str) -> dict[str,
                 {**lua, **key, "BENCH_PATHS": str(files / "employee.txt")},
                 connections=8,
                 seconds=args.duration,
+                watch=watch,
             )
             base = t0 + round_number * 60 * 86400
             write_env = {
@@ -300,6 +356,7 @@ def bench_backend(backend: str, args: argparse.Namespace, wrk: str) -> dict[str,
                 connections=min(8, args.connections),
                 seconds=args.duration,
                 warm_env={"BENCH_T0": str(base)},
+                watch=watch,
             )
             mix["pairs_per_second"] = mix["rps"] / 2
             results["write mix (submit + approve), 8 connections"] = mix
@@ -359,11 +416,13 @@ def main() -> None:
         results = bench_backend(backend, args, wrk)
         report["backends"][backend] = results
         print(
-            "| scenario | req/s | p50 ms | p99 ms | errors | x ceiling |\n|---|---|---|---|---|---|"
+            "| scenario | req/s | p50 ms | p99 ms | errors | x ceiling | CPU µs/req: server, database |"
+            "\n|---|---|---|---|---|---|---|"
         )
         for label, f in results.items():
+            cpu = f"{f.get('server_cpu_us_per_request', 0):.0f}, {f.get('database_cpu_us_per_request', 0):.0f}"
             print(
-                f"| {label} | {f['rps']:.0f} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} | {f['errors']:.0f} | {f['x_ceiling']:.2f} |"
+                f"| {label} | {f['rps']:.0f} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} | {f['errors']:.0f} | {f['x_ceiling']:.2f} | {cpu} |"
             )
     if not args.smoke:
         stamp = report["when"][:19].replace(":", "")
