@@ -166,6 +166,8 @@ async def submit_permit(
     )
     session.add(permit)
     await session.flush()
+    # Everything else first: the audit append holds the chain's lock until the commit.
+    view = await _view(session, permit, now)
     await append_event(
         session,
         actor=requester.nip,
@@ -184,7 +186,7 @@ async def submit_permit(
         },
         unit_code=permit.unit_code,
     )
-    return await _view(session, permit, now)
+    return view
 
 
 # --- transitions ------------------------------------------------------------------
@@ -233,9 +235,27 @@ async def _record(
     before: str,
     data: dict[str, Any],
 ) -> None:
+    await _save(session, permit)
+    await _append(session, actor, permit, action, before, data)
+
+
+async def _save(session: AsyncSession, permit: Permit) -> None:
+    """Write a change of the permit, with its next version."""
     permit.version += 1
     permit.updated_at = utcnow()
     await session.flush()
+
+
+async def _append(
+    session: AsyncSession,
+    actor: str,
+    permit: Permit,
+    action: str,
+    before: str,
+    data: dict[str, Any],
+) -> None:
+    """The audit event of a saved change: the last statement before the commit where it
+    can be, since the append holds the chain's lock until then."""
     await append_event(
         session,
         actor=actor,
@@ -288,18 +308,7 @@ async def approve(
             permit.status = "approved"
             permit.decided_by, permit.decided_as = actor.nip, approver.capacity
             permit.decided_at, permit.decision_note = utcnow(), note
-            await _record(
-                session,
-                actor.nip,
-                permit,
-                "approved",
-                "pending",
-                {
-                    "decided_as": approver.capacity,
-                    "acting_for_unit": approver.unit_code,
-                    "note": note,
-                },
-            )
+            await _save(session, permit)
     except IntegrityError:
         # The exclusion constraint saw an approval this transaction could not.
         await session.refresh(permit)
@@ -307,6 +316,14 @@ async def approve(
         if other is None:
             raise
         raise _workspace_conflict(permit, other) from None
+    await _append(
+        session,
+        actor.nip,
+        permit,
+        "approved",
+        "pending",
+        {"decided_as": approver.capacity, "acting_for_unit": approver.unit_code, "note": note},
+    )
     return PermitView(permit, "approved", [])
 
 
