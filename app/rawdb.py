@@ -14,6 +14,7 @@ acknowledged revocation is seen by every later read.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sqlite3
@@ -105,14 +106,21 @@ class PostgresReader:
         if sql not in self._statements:
             self._statements[sql] = positional(sql)
         text, names = self._statements[sql]
-        # An idle connection is handed over at once; only a wait needs a timeout (whose
-        # machinery, a task per call, costs more than the rest of the acquisition).
-        wait = None if self._pool.get_idle_size() else self._timeout
         try:
-            async with self._pool.acquire(timeout=wait) as connection:
+            # An idle connection is handed over at once; only a wait needs bounding, and by
+            # `asyncio.timeout` rather than `acquire(timeout=…)`, which before Python 3.12
+            # asyncpg runs as a task of its own.
+            if self._pool.get_idle_size():
+                connection = await self._pool.acquire()
+            else:
+                async with asyncio.timeout(self._timeout):
+                    connection = await self._pool.acquire()
+            try:
                 rows: list[Row] = await connection.fetch(
                     text, *[parameters[name] for name in names], timeout=self._timeout
                 )
+            finally:
+                await self._pool.release(connection)
         except _PG_UNAVAILABLE as exc:
             log.error("a hot read cannot reach PostgreSQL: %s: %s", type(exc).__name__, exc)
             raise unavailable() from None
