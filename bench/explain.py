@@ -3,7 +3,10 @@
 Seeds a database as `bench/run.py` does, prints the plan of the check's statement
 in both forms (SQLite: EXPLAIN QUERY PLAN; PostgreSQL: EXPLAIN ANALYZE), then
 times the statement itself through the service's own reader (no HTTP), over the
-seeded sample of NIP/workspace and platform/channel pairs:
+seeded sample of NIP/workspace and platform/channel pairs. Then the CPU time a read
+costs in this process and in PostgreSQL's processes, for the check, for a permit
+read (`GET /permits/{id}`'s statement) and for `SELECT 1` (the floor: a round
+trip that reads nothing):
 
     .venv/bin/python bench/explain.py --permits 10000 1000000
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sqlite3
 import statistics
@@ -32,9 +36,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from app.authorizations.reader import CheckReader, statement  # noqa: E402
-from app.rawdb import open_raw_reader, positional  # noqa: E402
-from bench.run import drop, prepare  # noqa: E402
-from bench.seed import API_KEY_ID  # noqa: E402
+from app.permits.reader import PermitReader  # noqa: E402
+from app.rawdb import RawReader, open_raw_reader, positional  # noqa: E402
+from bench.run import CpuWatch, drop, prepare  # noqa: E402
+from bench.seed import API_KEY_ID, Seeded  # noqa: E402
 
 FORMS = ("employee", "channel")
 
@@ -108,6 +113,34 @@ async def timed(
     return figures
 
 
+async def cpu_per_read(raw: RawReader, seeded: Seeded, at: datetime) -> dict[str, Any]:
+    """Mean wall time, CPU in this process and CPU in PostgreSQL per read, one at a time."""
+    check, permit = CheckReader(raw), PermitReader(raw)
+    reads = {
+        "floor (SELECT 1)": lambda i: raw.fetch("SELECT 1", {}),
+        "check (employee form)": lambda i: check.read(
+            "employee", *seeded.samples[i % len(seeded.samples)][:2], at, key_id=API_KEY_ID
+        ),
+        "permit read": lambda i: permit.read(
+            seeded.permit_ids[i % len(seeded.permit_ids)], caller=seeded.admin, at=at
+        ),
+    }
+    watch, count = CpuWatch(os.getpid()), 4000
+    figures: dict[str, Any] = {}
+    for label, read in reads.items():
+        for _ in range(2):  # a warm-up pass, then the measured one
+            before, started = watch.read(), time.perf_counter()
+            for i in range(count):
+                await read(i)
+            elapsed, after = time.perf_counter() - started, watch.read()
+        figures[label] = {
+            "wall_us": round(elapsed / count * 1e6, 1),
+            "client_cpu_us": round((after["server"] - before["server"]) / count * 1e6, 1),
+            "database_cpu_us": round((after["database"] - before["database"]) / count * 1e6, 1),
+        }
+    return figures
+
+
 async def measure(backend: str, permits: int) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix=f"izs-explain-{backend}-"))
     url, seeded, dropper = await prepare(backend, folder, permits)
@@ -117,6 +150,7 @@ async def measure(backend: str, permits: int) -> dict[str, Any]:
         raw = await open_raw_reader(url, size=1, wait_seconds=5)
         try:
             figures = await timed(CheckReader(raw), seeded.samples, at)
+            figures["cpu_per_read"] = await cpu_per_read(raw, seeded, at)
         finally:
             await raw.close()
     finally:
@@ -141,6 +175,11 @@ def main() -> None:
                 f"employee {result['employee_us_median']} / {result['employee_us_p99']}, "
                 f"channel {result['channel_us_median']} / {result['channel_us_p99']}"
             )
+            for label, cost in result["cpu_per_read"].items():
+                print(
+                    f"   {label}: {cost['wall_us']} µs wall, CPU {cost['client_cpu_us']} µs here"
+                    f" + {cost['database_cpu_us']} µs in PostgreSQL"
+                )
             for form, plan in result["plans"].items():
                 print(f"   -- {form}\n" + "\n".join(f"   {line}" for line in plan.splitlines()))
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%S")

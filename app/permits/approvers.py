@@ -50,15 +50,15 @@ def chain(start: str) -> str:
         "FROM up JOIN units AS u ON u.code = up.code "
         f"WHERE u.parent_code IS NOT NULL AND up.depth < {MAX_DEPTH - 1}) "
         "SELECT up.depth AS chain_depth, u.code AS chain_code, u.parent_code AS chain_parent, "
-        "u.head_nip AS chain_head, h.active AS chain_head_active, "
+        "u.head_nip AS chain_head, "
+        "(SELECT h.active FROM employees AS h WHERE h.nip = u.head_nip) AS chain_head_active, "
         "d.delegate_nip AS chain_delegate, d.kind AS chain_kind, "
-        "de.active AS chain_delegate_active, d.starts_at AS chain_since, d.id AS chain_delegation "
+        "(SELECT e.active FROM employees AS e WHERE e.nip = d.delegate_nip) "
+        "AS chain_delegate_active, d.starts_at AS chain_since, d.id AS chain_delegation "
         "FROM up "
         "LEFT JOIN units AS u ON u.code = up.code "
-        "LEFT JOIN employees AS h ON h.nip = u.head_nip "
         "LEFT JOIN delegations AS d ON d.unit_code = u.code AND d.revoked_at IS NULL "
-        "AND d.starts_at <= :at AND d.ends_at > :at "
-        "LEFT JOIN employees AS de ON de.nip = d.delegate_nip"
+        "AND d.starts_at <= :at AND d.ends_at > :at"
     )
 
 
