@@ -62,11 +62,13 @@ class PermitRow:
 
     @property
     def decided_by(self) -> str | None:
-        return self.fields["decided_by"]  # type: ignore[no-any-return]
+        value: str | None = self.fields["decided_by"]
+        return value
 
     @property
     def closed_by(self) -> str | None:
-        return self.fields["closed_by"]  # type: ignore[no-any-return]
+        value: str | None = self.fields["closed_by"]
+        return value
 
 
 @dataclass(frozen=True)
