@@ -77,12 +77,13 @@ def positional(sql: str) -> tuple[str, tuple[str, ...]]:
 
 
 class PostgresReader:
-    """asyncpg on a pool of its own; every wait bounded by `timeout` seconds."""
+    """asyncpg on a pool of its own; each read, waits included, bounded by `timeout` seconds."""
 
     def __init__(self, pool: asyncpg.Pool, timeout: float) -> None:
         self._pool = pool
         self._timeout = timeout
         self._statements: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._releasing: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(cls, url: str, *, size: int, wait_seconds: float) -> PostgresReader:
@@ -106,30 +107,53 @@ class PostgresReader:
         if sql not in self._statements:
             self._statements[sql] = positional(sql)
         text, names = self._statements[sql]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout  # the whole read, waits included
         try:
             # An idle connection is handed over at once; only a wait needs bounding, and by
-            # `asyncio.timeout` rather than `acquire(timeout=…)`, which before Python 3.12
+            # `asyncio.timeout_at` rather than `acquire(timeout=…)`, which before Python 3.12
             # asyncpg runs as a task of its own.
             if self._pool.get_idle_size():
                 connection = await self._pool.acquire()
             else:
-                async with asyncio.timeout(self._timeout):
+                async with asyncio.timeout_at(deadline):
                     connection = await self._pool.acquire()
             try:
                 rows: list[Row] = await connection.fetch(
-                    text, *[parameters[name] for name in names], timeout=self._timeout
+                    text,
+                    *[parameters[name] for name in names],
+                    timeout=max(deadline - loop.time(), 0.001),
                 )
-            finally:
-                await self._pool.release(connection)
+            except BaseException:
+                self._release_later(connection)
+                raise
+            await self._pool.release(connection)
         except _PG_UNAVAILABLE as exc:
             log.error("a hot read cannot reach PostgreSQL: %s: %s", type(exc).__name__, exc)
             raise unavailable() from None
         return rows
 
+    def _release_later(self, connection: asyncpg.Connection) -> None:
+        """Give a failed read's connection back without keeping its caller waiting.
+
+        After a statement timed out, asyncpg first cancels it on the server before the
+        connection can be reused (or drops it); a frozen database keeps that waiting up
+        to the timeout again. The caller gets its 503 now; the release finishes behind.
+        """
+        task = asyncio.create_task(self._pool.release(connection))
+        self._releasing.add(task)
+        task.add_done_callback(self._released)
+
+    def _released(self, task: asyncio.Task[None]) -> None:
+        self._releasing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("a hot read's connection could not be released: %s", task.exception())
+
     def instant(self, value: datetime) -> datetime:
         return value  # timestamptz arrives aware, in UTC
 
     async def close(self) -> None:
+        await asyncio.gather(*self._releasing, return_exceptions=True)
         await self._pool.close()
 
 
