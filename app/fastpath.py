@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.types import Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth.dependencies import could_be_nip
 from app.errors import AppError
@@ -24,6 +24,32 @@ class FastPathCount:
 
     def __init__(self) -> None:
         self.answered = 0
+
+
+class FastPath:
+    """ASGI layer: answers the GET requests it `takes` itself when it can (`answer`), and
+    passes everything else on."""
+
+    def __init__(self, app: ASGIApp, *, count: FastPathCount) -> None:
+        self.app = app
+        self.count = count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or not self.takes(scope)
+            or not await self.answer(scope, send)
+        ):
+            await self.app(scope, receive, send)
+
+    def takes(self, scope: Scope) -> bool:
+        """Whether the request is of the kind this layer answers (path and query)."""
+        raise NotImplementedError
+
+    async def answer(self, scope: Scope, send: Send) -> bool:
+        """Answer and say True, or say False having sent nothing."""
+        raise NotImplementedError
 
 
 def credential_headers(scope: Scope) -> tuple[str | None, str | None] | None:

@@ -24,14 +24,14 @@ from datetime import datetime
 from urllib.parse import parse_qsl
 
 from pydantic import TypeAdapter, ValidationError
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope, Send
 
 from app.auth.dependencies import API_KEY_PREFIX, could_be_key_id, hash_secret
 from app.authorizations import service
 from app.authorizations.reader import CheckReader, Form, Reading
 from app.errors import AppError, app_error_response
 from app.fastpath import (
-    FastPathCount,
+    FastPath,
     bearer_nip,
     credential_headers,
     no_receive,
@@ -127,24 +127,13 @@ async def _credential(scope: Scope) -> Credential | None:
     return None if nip is None else Credential(caller=nip)
 
 
-class CheckFastPath:
+class CheckFastPath(FastPath):
     """ASGI layer: answers well-formed checks itself, passes everything else on."""
 
-    def __init__(self, app: ASGIApp, *, count: FastPathCount) -> None:
-        self.app = app
-        self.count = count
+    def takes(self, scope: Scope) -> bool:
+        return bool(scope["path"] == CHECK_PATH)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["path"] != CHECK_PATH
-            or scope["method"] != "GET"
-            or not await self._answer(scope, send)
-        ):
-            await self.app(scope, receive, send)
-
-    async def _answer(self, scope: Scope, send: Send) -> bool:
-        """Answer the check and say True, or say False having sent nothing."""
+    async def answer(self, scope: Scope, send: Send) -> bool:
         reader: CheckReader | None = getattr(scope["app"].state, "check_reader", None)
         query = Query.parse(scope["query_string"])
         if reader is None or query is None:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope, Send
 
 from app.errors import AppError, app_error_response
 from app.fastpath import (
-    FastPathCount,
+    FastPath,
     bearer_nip,
     credential_headers,
     no_receive,
@@ -45,24 +45,13 @@ def permit_id_of(path: str) -> str | None:
     return permit_id
 
 
-class PermitFastPath:
+class PermitFastPath(FastPath):
     """ASGI layer: answers plain permit reads itself, passes everything else on."""
 
-    def __init__(self, app: ASGIApp, *, count: FastPathCount) -> None:
-        self.app = app
-        self.count = count
+    def takes(self, scope: Scope) -> bool:
+        return not scope["query_string"] and str(scope["path"]).startswith(PREFIX)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "GET"
-            or scope["query_string"]
-            or not await self._answer(scope, send)
-        ):
-            await self.app(scope, receive, send)
-
-    async def _answer(self, scope: Scope, send: Send) -> bool:
-        """Answer the read and say True, or say False having sent nothing."""
+    async def answer(self, scope: Scope, send: Send) -> bool:
         permit_id = permit_id_of(scope["path"])
         reader: PermitReader | None = getattr(scope["app"].state, "permit_reader", None)
         if permit_id is None or reader is None:
