@@ -2,14 +2,20 @@
 
 The check (SPEC §5) and a permit read are each one SQL statement, run thousands
 of times a second. SQLAlchemy's async execution path costs several times what
-the query itself does, so these reads bypass it: plain SQL with `:named`
-parameters, run as it is.
+the query itself does, so these reads bypass it: a `Statement` is plain SQL with
+`:named` parameters, run as it is.
 
 On PostgreSQL a small asyncpg pool of its own (statements prepared once per
-connection, no per-release reset: these reads hold no session state); on SQLite a
-read-only sqlite3 connection called inline, which WAL lets read beside the
-writers. Either way every read sees committed rows with no cache, so an
-acknowledged revocation is seen by every later read.
+connection, no per-release reset: these reads hold no session state). Reads of
+one statement that arrive while others are on their way to the database wait
+and go together, as one statement over arrays of their parameters: a round trip
+costs far more than a row, so under load the cost per read falls instead of the
+queue growing. Every read still starts after it was asked for, so it sees every
+change acknowledged before it. On SQLite a read-only sqlite3 connection called
+inline, which WAL lets read beside the writers.
+
+Either way every read sees committed rows with no cache, so an acknowledged
+revocation is seen by every later read.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import logging
 import re
 import sqlite3
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -31,10 +38,26 @@ log = logging.getLogger(__name__)
 
 Row = Sequence[Any]
 
+_NAMED = re.compile(r"(?<!:):([a-z_]+)")
+
+
+@dataclass(frozen=True, eq=False)
+class Statement:
+    """A hot read: SQL of constants and `:named` parameters, and each parameter's
+    PostgreSQL type (reads that go together pass their values as arrays of it)."""
+
+    sql: str
+    types: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        named = set(_NAMED.findall(self.sql))
+        if named != set(self.types):
+            raise ValueError(f"parameters {sorted(named)} need exactly one type each")
+
 
 class RawReader(Protocol):
-    async def fetch(self, sql: str, parameters: Mapping[str, Any]) -> list[Row]:
-        """The rows of `sql` (constants and `:named` parameters only)."""
+    async def fetch(self, statement: Statement, parameters: Mapping[str, Any]) -> list[Row]:
+        """The rows of `statement` for these values of its parameters."""
         ...
 
     def instant(self, value: Any) -> datetime:
@@ -61,8 +84,6 @@ _PG_UNAVAILABLE = (
     asyncpg.InsufficientResourcesError,  # too many connections (class 53)
 )
 
-_NAMED = re.compile(r"(?<!:):([a-z_]+)")
-
 
 def positional(sql: str) -> tuple[str, tuple[str, ...]]:
     """`sql` with asyncpg's `$1…$n` for its `:named` parameters, and their names in order."""
@@ -76,14 +97,61 @@ def positional(sql: str) -> tuple[str, tuple[str, ...]]:
     return _NAMED.sub(number, sql), tuple(names)
 
 
-class PostgresReader:
-    """asyncpg on a pool of its own; each read, waits included, bounded by `timeout` seconds."""
+MOST_PER_TRIP = 64
+"""Reads of one statement sent together at most; more wait for the next trip."""
 
-    def __init__(self, pool: asyncpg.Pool, timeout: float) -> None:
+
+class _Read:
+    """A read waiting for its trip to the database."""
+
+    __slots__ = ("deadline", "future", "values")
+
+    def __init__(self, values: list[Any], future: asyncio.Future[list[Row]], deadline: float):
+        self.values, self.future, self.deadline = values, future, deadline
+
+
+class _Together:
+    """The reads of one statement, and that statement over arrays of their values:
+    `unnest` makes a row of each read's values, `LATERAL` runs the statement for
+    each, and the first column says whose rows are whose."""
+
+    def __init__(self, statement: Statement) -> None:
+        self.names = tuple(statement.types)
+        body = _NAMED.sub(lambda match: f"hot_read.{match.group(1)}", statement.sql)
+        kinds = ("int", *statement.types.values())
+        arrays = ", ".join(f"${number}::{kind}[]" for number, kind in enumerate(kinds, start=1))
+        self.sql = (
+            f"SELECT hot_read.n, s.* FROM unnest({arrays}) "  # noqa: S608 (constants only)
+            f"AS hot_read({', '.join(('n', *self.names))}) CROSS JOIN LATERAL ({body}) AS s"
+        )
+        self.waiting: list[_Read] = []
+        self.trips = 0  # on their way now
+        self.called = False  # a launch is already due on the event loop
+
+    def arguments(self, reads: Sequence[_Read]) -> list[list[Any]]:
+        """The statement's arguments: the reads' numbers, then an array per parameter."""
+        columns = [list(range(len(reads)))]
+        for position in range(len(self.names)):
+            columns.append([read.values[position] for read in reads])
+        return columns
+
+
+class PostgresReader:
+    """asyncpg on a pool of its own; each read, waits included, bounded by `timeout` seconds.
+
+    Each statement has at most `trips` trips to the database at once; a read that
+    arrives when they are all taken waits for the next, together with every other
+    read that arrived meanwhile.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, timeout: float, *, trips: int) -> None:
         self._pool = pool
         self._timeout = timeout
-        self._statements: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._trips = trips
+        self._together: dict[Statement, _Together] = {}
+        self._running: set[asyncio.Task[None]] = set()
         self._releasing: set[asyncio.Task[None]] = set()
+        self.round_trips = 0  # statements sent, for the benchmark and the tests
 
     @classmethod
     async def open(cls, url: str, *, size: int, wait_seconds: float) -> PostgresReader:
@@ -101,36 +169,103 @@ class PostgresReader:
             # for a query that runs in 0.06 ms).
             server_settings={"plan_cache_mode": "force_generic_plan"},
         )
-        return cls(pool, wait_seconds)
+        # The statements share the pool: each may use half of it, at least one connection.
+        return cls(pool, wait_seconds, trips=max(1, size // 2))
 
-    async def fetch(self, sql: str, parameters: Mapping[str, Any]) -> list[Row]:
-        if sql not in self._statements:
-            self._statements[sql] = positional(sql)
-        text, names = self._statements[sql]
+    async def fetch(self, statement: Statement, parameters: Mapping[str, Any]) -> list[Row]:
+        together = self._together.get(statement)
+        if together is None:
+            together = self._together[statement] = _Together(statement)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout  # the whole read, waits included
+        read = _Read(
+            [parameters[name] for name in together.names],
+            loop.create_future(),
+            loop.time() + self._timeout,  # the whole read, waits included
+        )
+        together.waiting.append(read)
+        if not together.called and together.trips < self._trips:
+            # Launched once the event loop has taken in what else arrived with it.
+            together.called = True
+            loop.call_soon(self._launch, together)
+        return await read.future
+
+    def _launch(self, together: _Together) -> None:
+        together.called = False
+        while together.waiting and together.trips < self._trips:
+            reads = together.waiting[:MOST_PER_TRIP]
+            del together.waiting[:MOST_PER_TRIP]
+            together.trips += 1
+            task = asyncio.create_task(self._trip(together, reads))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _trip(self, together: _Together, reads: list[_Read]) -> None:
         try:
-            # An idle connection is handed over at once; only a wait needs bounding, and by
-            # `asyncio.timeout_at` rather than `acquire(timeout=…)`, which before Python 3.12
-            # asyncpg runs as a task of its own.
-            if self._pool.get_idle_size():
-                connection = await self._pool.acquire()
-            else:
-                async with asyncio.timeout_at(deadline):
-                    connection = await self._pool.acquire()
-            try:
-                rows: list[Row] = await connection.fetch(
-                    text,
-                    *[parameters[name] for name in names],
-                    timeout=max(deadline - loop.time(), 0.001),
-                )
-            except BaseException:
-                self._release_later(connection)
-                raise
-            await self._pool.release(connection)
+            reads = [read for read in reads if not read.future.done()]  # callers gone
+            if len(reads) > 1:
+                try:
+                    await self._answer(together, reads)
+                except Exception:  # each read will say for itself, below
+                    # Not the database being away (that was answered): one read's values
+                    # failed the statement. Run them one by one, so only that read fails.
+                    for read in reads:
+                        await self._answer_alone(together, read)
+            elif reads:
+                await self._answer_alone(together, reads[0])
+        finally:
+            for read in reads:  # only when this trip itself was cancelled (shutting down)
+                if not read.future.done():
+                    read.future.cancel()
+            together.trips -= 1
+            if together.waiting:
+                self._launch(together)
+
+    async def _answer_alone(self, together: _Together, read: _Read) -> None:
+        try:
+            await self._answer(together, [read])
+        except Exception as exc:  # handed to the caller, who raises it
+            if not read.future.done():
+                read.future.set_exception(exc)
+
+    async def _answer(self, together: _Together, reads: list[_Read]) -> None:
+        """Run `reads` in one statement and hand each its rows. When the database cannot
+        be reached, each read is told so (`unavailable`); any other error is raised."""
+        try:
+            rows = await self._run(
+                together.sql, together.arguments(reads), min(r.deadline for r in reads)
+            )
         except _PG_UNAVAILABLE as exc:
             log.error("a hot read cannot reach PostgreSQL: %s: %s", type(exc).__name__, exc)
-            raise unavailable() from None
+            for read in reads:
+                if not read.future.done():
+                    read.future.set_exception(unavailable())
+            return
+        answers: list[list[Row]] = [[] for _ in reads]
+        for row in rows:
+            answers[row[0]].append(row[1:])
+        for read, answer in zip(reads, answers, strict=True):
+            if not read.future.done():
+                read.future.set_result(answer)
+
+    async def _run(self, sql: str, arguments: list[list[Any]], deadline: float) -> list[Row]:
+        loop = asyncio.get_running_loop()
+        # An idle connection is handed over at once; only a wait needs bounding, and by
+        # `asyncio.timeout_at` rather than `acquire(timeout=…)`, which before Python 3.12
+        # asyncpg runs as a task of its own.
+        if self._pool.get_idle_size():
+            connection = await self._pool.acquire()
+        else:
+            async with asyncio.timeout_at(deadline):
+                connection = await self._pool.acquire()
+        self.round_trips += 1
+        try:
+            rows: list[Row] = await connection.fetch(
+                sql, *arguments, timeout=max(deadline - loop.time(), 0.001)
+            )
+        except BaseException:
+            self._release_later(connection)
+            raise
+        await self._pool.release(connection)
         return rows
 
     def _release_later(self, connection: asyncpg.Connection) -> None:
@@ -153,7 +288,7 @@ class PostgresReader:
         return value  # timestamptz arrives aware, in UTC
 
     async def close(self) -> None:
-        await asyncio.gather(*self._releasing, return_exceptions=True)
+        await asyncio.gather(*self._running, *self._releasing, return_exceptions=True)
         await self._pool.close()
 
 
@@ -188,10 +323,10 @@ class SqliteReader:
             raise ValueError("the hot reads need a SQLite file, not an in-memory database")
         return cls(database)
 
-    async def fetch(self, sql: str, parameters: Mapping[str, Any]) -> list[Row]:
+    async def fetch(self, statement: Statement, parameters: Mapping[str, Any]) -> list[Row]:
         values = {name: _sqlite_value(value) for name, value in parameters.items()}
         try:
-            return self._connection.execute(sql, values).fetchall()
+            return self._connection.execute(statement.sql, values).fetchall()
         except sqlite3.OperationalError as exc:  # locked past the busy timeout, I/O error
             log.error("a hot read cannot read SQLite: %s", exc)
             raise unavailable() from None

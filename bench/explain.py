@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from app.authorizations.reader import CheckReader, statement  # noqa: E402
 from app.permits.reader import PermitReader  # noqa: E402
-from app.rawdb import RawReader, open_raw_reader, positional  # noqa: E402
+from app.rawdb import RawReader, Statement, open_raw_reader, positional  # noqa: E402
 from bench.run import CpuWatch, drop, prepare  # noqa: E402
 from bench.seed import API_KEY_ID, Seeded  # noqa: E402
 
@@ -113,11 +113,14 @@ async def timed(
     return figures
 
 
+FLOOR = Statement("SELECT 1")
+
+
 async def cpu_per_read(raw: RawReader, seeded: Seeded, at: datetime) -> dict[str, Any]:
     """Mean wall time, CPU in this process and CPU in PostgreSQL per read, one at a time."""
     check, permit = CheckReader(raw), PermitReader(raw)
     reads = {
-        "floor (SELECT 1)": lambda i: raw.fetch("SELECT 1", {}),
+        "floor (SELECT 1)": lambda i: raw.fetch(FLOOR, {}),
         "check (employee form)": lambda i: check.read(
             "employee", *seeded.samples[i % len(seeded.samples)][:2], at, key_id=API_KEY_ID
         ),

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from app.rawdb import RawReader
+from app.rawdb import RawReader, Statement
 
 CANDIDATES = 20
 """Live permits read per check, by start; more can only be pending windows nobody decided."""
@@ -44,6 +44,15 @@ _REQUESTER = {
     # candidates each bring their requester's flag, since any of them may be the answer.
     "employee": "e.active",
     "channel": "(SELECT r.active FROM employees AS r WHERE r.nip = p.requester_nip)",
+}
+
+
+PARAMETERS = {
+    "first": "text",
+    "second": "text",
+    "at": "timestamptz",
+    "key_id": "text",
+    "caller": "text",
 }
 
 
@@ -144,7 +153,9 @@ class CheckReader:
 
     def __init__(self, raw: RawReader) -> None:
         self._raw = raw
-        self._sql = {form: statement(form) for form in ("employee", "channel")}
+        self._statements = {
+            form: Statement(statement(form), PARAMETERS) for form in ("employee", "channel")
+        }
 
     async def read(
         self,
@@ -157,7 +168,7 @@ class CheckReader:
         caller: str | None = None,
     ) -> Reading:
         rows = await self._raw.fetch(
-            self._sql[form],
+            self._statements[form],
             {"first": first, "second": second, "at": at, "key_id": key_id, "caller": caller},
         )
         return _reading(rows, self._raw.instant)

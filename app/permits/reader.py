@@ -16,7 +16,7 @@ from typing import Any
 
 from app.permits.approvers import CHAIN_COLUMNS, CHAIN_ORDER, UnitDeciders, chain, units_of
 from app.permits.models import Permit
-from app.rawdb import RawReader
+from app.rawdb import RawReader, Statement
 
 COLUMNS = tuple(c.key for c in Permit.__table__.columns if c.key != "channel_key")
 """The permit's columns as the API shows them (all but the matching key), in table order."""
@@ -25,14 +25,15 @@ INSTANTS = frozenset(
 )
 _CALLER = 3  # active, is_admin, is_auditor
 
-STATEMENT = (
+STATEMENT = Statement(
     "SELECT c.active, c.is_admin, c.is_auditor, "  # noqa: S608 (constants only)
     f"{', '.join(f'p.{column}' for column in COLUMNS)}, ch.* "
     "FROM (SELECT 1 AS one) AS one "
     "LEFT JOIN employees AS c ON c.nip = :caller "
     "LEFT JOIN permits AS p ON p.id = :id "
     f"LEFT JOIN ({chain('(SELECT q.unit_code FROM permits AS q WHERE q.id = :id)')}) AS ch "
-    f"ON 1 = 1 ORDER BY {CHAIN_ORDER}"
+    f"ON 1 = 1 ORDER BY {CHAIN_ORDER}",
+    {"caller": "text", "id": "text", "at": "timestamptz"},
 )
 
 
