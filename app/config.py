@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = []
     docs_enabled: bool = True
     log_level: str = "INFO"
+    telemetry: bool = False
     max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576)
 
     @field_validator("bootstrap_admin_nips", "cors_origins", mode="before")

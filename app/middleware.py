@@ -9,12 +9,11 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import problem_response
-from app.requestctx import set_request_id
+from app.requestctx import new_request_id, set_request_id
 
 log = logging.getLogger("app.access")
 error_log = logging.getLogger("app.errors")
@@ -46,7 +45,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
 
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        request_id = _incoming_request_id(scope) or new_request_id()
         set_request_id(request_id)
         started = time.perf_counter()
         status = 500

@@ -38,6 +38,10 @@ class TokenBuckets:
     def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.rate = limit / 60.0
+        self.fixed_headers = [
+            (b"ratelimit-limit", str(limit).encode()),
+            (b"ratelimit-policy", f"{limit};w=60".encode()),
+        ]
         self._clock = clock
         self._buckets: dict[int, Bucket] = {}
 
@@ -80,10 +84,9 @@ class RateLimitMiddleware:
         buckets = self.check if path == CHECK_PATH else self.general
         allowed, left, wait = buckets.take(_caller(scope))
         headers = [
-            (b"ratelimit-limit", str(buckets.limit).encode()),
-            (b"ratelimit-remaining", str(int(left)).encode()),
-            (b"ratelimit-reset", str(math.ceil((buckets.limit - left) / buckets.rate)).encode()),
-            (b"ratelimit-policy", f"{buckets.limit};w=60".encode()),
+            *buckets.fixed_headers,
+            (b"ratelimit-remaining", b"%d" % left),
+            (b"ratelimit-reset", b"%d" % math.ceil((buckets.limit - left) / buckets.rate)),
         ]
         if not allowed:
             retry_after = str(max(1, math.ceil(wait)))

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import given
+from hypothesis import strategies as st
 
-from app.authorizations.fastpath import Query
+from app.authorizations.fastpath import Query, query_pairs
 from tests.permits_support import Office, move_window
 from tests.support import Org, assert_problem
 
@@ -221,3 +224,9 @@ def test_which_queries_the_fast_path_takes(
     else:
         assert parsed is not None
         assert (parsed.form, parsed.first, parsed.second) == expected
+
+
+@given(st.text(alphabet="ab=&%2B+x é", max_size=24))
+def test_the_fast_path_reads_a_query_as_the_route_does(query: str) -> None:
+    """Its shortcut for queries with nothing to decode gives what Starlette's parse gives."""
+    assert query_pairs(query) == parse_qsl(query, keep_blank_values=True)

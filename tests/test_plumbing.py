@@ -7,7 +7,9 @@ request id; no stack trace or SQL reaches a client.
 
 from __future__ import annotations
 
+import gc
 import logging
+import multiprocessing
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -24,6 +26,7 @@ from sqlalchemy.orm import Session
 from app.audit.models import AuditEvent
 from app.config import Settings
 from app.main import create_app
+from app.requestctx import new_request_id
 from tests.conftest import PG_ADMIN_DSN
 from tests.support import Org, assert_problem, make_code
 
@@ -65,6 +68,17 @@ async def test_a_request_id_is_generated_when_absent_or_invalid(
     assert len(first) == 32
     assert int(first, 16) >= 0  # hex
     assert first != second  # a fresh id per request
+
+
+def test_generated_request_ids_differ_across_forked_workers() -> None:
+    """A worker forked from a process that already made ids makes ids of its own."""
+    parent = [new_request_id(), new_request_id()]
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        child = pool.apply(new_request_id)
+    assert len(child) == 32
+    assert int(child, 16) >= 0
+    assert child[:16] != parent[0][:16] == parent[1][:16]
+    assert child not in parent
 
 
 async def test_problems_carry_the_request_id(client: httpx.AsyncClient, org: Org) -> None:
@@ -371,3 +385,16 @@ async def test_an_unreachable_database_answers_503_problems_quickly(
     assert not await unit_exists(client, org, code)
     created = await client.post(UNITS, json={"code": code, "name": "After"}, headers=headers)
     assert created.status_code == 201, created.text
+
+
+# --- the process ---------------------------------------------------------------------
+
+
+async def test_what_start_up_made_is_kept_out_of_full_collections_while_serving(
+    settings: Settings,
+) -> None:
+    application = create_app(settings)
+    assert gc.get_freeze_count() == 0
+    async with application.router.lifespan_context(application):
+        assert gc.get_freeze_count() > 10_000  # the application and its libraries
+    assert gc.get_freeze_count() == 0  # handed back to the collector

@@ -52,6 +52,14 @@ _INSTANT: TypeAdapter[datetime] = TypeAdapter(InstantIn)
 _NO_STORE = (b"cache-control", b"no-store")
 
 
+def query_pairs(query: str) -> list[tuple[str, str]]:
+    """The query's parameters as Starlette reads them (`parse_qsl`, blanks kept), and
+    without its decoding work when there is nothing to decode (no `%`, no `+`)."""
+    if "%" in query or "+" in query:
+        return parse_qsl(query, keep_blank_values=True)
+    return [(name, value) for name, _, value in (f.partition("=") for f in query.split("&") if f)]
+
+
 class Query:
     """A check query the route would accept as it is, or None."""
 
@@ -62,8 +70,7 @@ class Query:
 
     @classmethod
     def parse(cls, query_string: bytes) -> Query | None:
-        # Decoded as Starlette decodes it, so both paths read the same values.
-        pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+        pairs = query_pairs(query_string.decode("latin-1"))
         params = dict(pairs)
         form = _FORMS.get(frozenset(params))
         if form is None or len(params) != len(pairs):
