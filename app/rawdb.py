@@ -113,10 +113,13 @@ class _Read:
 class _Together:
     """The reads of one statement, and that statement over arrays of their values:
     `unnest` makes a row of each read's values, `LATERAL` runs the statement for
-    each, and the first column says whose rows are whose."""
+    each, and the first column says whose rows are whose. A read on its own goes
+    as the plain statement."""
 
     def __init__(self, statement: Statement) -> None:
         self.names = tuple(statement.types)
+        self.alone_sql, alone_names = positional(statement.sql)
+        self.alone_order = tuple(self.names.index(name) for name in alone_names)
         body = _NAMED.sub(lambda match: f"hot_read.{match.group(1)}", statement.sql)
         kinds = ("int", *statement.types.values())
         arrays = ", ".join(f"${number}::{kind}[]" for number, kind in enumerate(kinds, start=1))
@@ -134,6 +137,10 @@ class _Together:
         for position in range(len(self.names)):
             columns.append([read.values[position] for read in reads])
         return columns
+
+    def alone_arguments(self, read: _Read) -> list[Any]:
+        """The plain statement's arguments, for a read on its own."""
+        return [read.values[position] for position in self.alone_order]
 
 
 class PostgresReader:
@@ -230,24 +237,31 @@ class PostgresReader:
     async def _answer(self, together: _Together, reads: list[_Read]) -> None:
         """Run `reads` in one statement and hand each its rows. When the database cannot
         be reached, each read is told so (`unavailable`); any other error is raised."""
+        alone = len(reads) == 1
         try:
-            rows = await self._run(
-                together.sql, together.arguments(reads), min(r.deadline for r in reads)
-            )
+            if alone:
+                sql, arguments = together.alone_sql, together.alone_arguments(reads[0])
+            else:
+                sql, arguments = together.sql, together.arguments(reads)
+            rows = await self._run(sql, arguments, min(r.deadline for r in reads))
         except _PG_UNAVAILABLE as exc:
             log.error("a hot read cannot reach PostgreSQL: %s: %s", type(exc).__name__, exc)
             for read in reads:
                 if not read.future.done():
                     read.future.set_exception(unavailable())
             return
-        answers: list[list[Row]] = [[] for _ in reads]
-        for row in rows:
-            answers[row[0]].append(row[1:])
+        answers: list[list[Row]]
+        if alone:
+            answers = [rows]
+        else:
+            answers = [[] for _ in reads]
+            for row in rows:
+                answers[row[0]].append(row[1:])
         for read, answer in zip(reads, answers, strict=True):
             if not read.future.done():
                 read.future.set_result(answer)
 
-    async def _run(self, sql: str, arguments: list[list[Any]], deadline: float) -> list[Row]:
+    async def _run(self, sql: str, arguments: Sequence[Any], deadline: float) -> list[Row]:
         loop = asyncio.get_running_loop()
         # An idle connection is handed over at once; only a wait needs bounding, and by
         # `asyncio.timeout_at` rather than `acquire(timeout=…)`, which before Python 3.12

@@ -20,7 +20,7 @@ pytestmark = [
 
 SERIES = Statement(
     "SELECT g, :label AS label FROM generate_series(1, :count) AS g ORDER BY g",
-    {"label": "text", "count": "int"},
+    {"count": "int", "label": "text"},  # not in the order the SQL names them
 )
 QUOTIENT = Statement("SELECT 100 / :d AS q", {"d": "int"})
 PAUSE = Statement("SELECT pg_sleep(:pause)", {"pause": "float8"})
@@ -58,6 +58,10 @@ async def test_reads_that_arrive_together_share_a_trip_and_keep_their_own_rows(
         for (label, count), rows in zip(asked, answers, strict=True):
             assert [tuple(row) for row in rows] == [(g, label) for g in range(1, count + 1)]
         assert reader.round_trips == 1
+        for (label, count), rows in zip(asked, answers, strict=True):  # now one at a time
+            alone = await reader.fetch(SERIES, {"label": label, "count": count})
+            assert [tuple(row) for row in alone] == [tuple(row) for row in rows]
+        assert reader.round_trips == 1 + len(asked)
     finally:
         await reader.close()
 
