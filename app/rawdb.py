@@ -194,7 +194,13 @@ class PostgresReader:
             # Launched once the event loop has taken in what else arrived with it.
             together.called = True
             loop.call_soon(self._launch, together)
-        return await read.future
+        try:
+            # Each read keeps its own deadline, whatever its trip's: a trip runs until the
+            # latest of its reads' deadlines, so that no read is cut short by another's.
+            async with asyncio.timeout_at(read.deadline):
+                return await read.future
+        except TimeoutError:
+            raise unavailable() from None
 
     def _launch(self, together: _Together) -> None:
         together.called = False
@@ -243,7 +249,7 @@ class PostgresReader:
                 sql, arguments = together.alone_sql, together.alone_arguments(reads[0])
             else:
                 sql, arguments = together.sql, together.arguments(reads)
-            rows = await self._run(sql, arguments, min(r.deadline for r in reads))
+            rows = await self._run(sql, arguments, max(r.deadline for r in reads))
         except _PG_UNAVAILABLE as exc:
             log.error("a hot read cannot reach PostgreSQL: %s: %s", type(exc).__name__, exc)
             for read in reads:

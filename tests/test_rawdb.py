@@ -156,3 +156,23 @@ async def test_a_stuck_trip_does_not_hold_up_reads_that_arrive_after_it(
     finally:
         await reader.close()
         await watcher.close()
+
+
+async def test_each_read_keeps_its_own_deadline_in_a_shared_trip(database_url: str) -> None:
+    """A read that waited long behind a stuck trip goes with one that came later: the
+    later one is answered, not cut short by the older one's nearly spent time."""
+    watcher = await asyncpg.connect(_dsn(database_url))
+    reader = await PostgresReader.open(database_url, size=2, wait_seconds=0.6)  # one trip
+    try:
+        stuck = asyncio.ensure_future(reader.fetch(PAUSE, {"pause": 3}))
+        await until_another_session_sleeps(watcher)
+        older = asyncio.ensure_future(reader.fetch(PAUSE, {"pause": 0.05}))
+        await asyncio.sleep(0.3)  # not to wait for anything: the later read's deadline is later
+        later = await reader.fetch(PAUSE, {"pause": 0.05})
+        assert len(later) == 1
+        with pytest.raises(ServiceUnavailable):
+            await stuck
+        await asyncio.gather(older, return_exceptions=True)  # answered or 503: its time was up
+    finally:
+        await reader.close()
+        await watcher.close()
