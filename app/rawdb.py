@@ -131,16 +131,25 @@ class _Together:
         self.trips = 0  # on their way now
         self.called = False  # a launch is already due on the event loop
 
-    def arguments(self, reads: Sequence[_Read]) -> list[list[Any]]:
-        """The statement's arguments: the reads' numbers, then an array per parameter."""
-        columns = [list(range(len(reads)))]
+    def query(self, reads: Sequence[_Read]) -> tuple[str, list[Any]]:
+        """The SQL and arguments of a trip: the plain statement for a read on its own;
+        else the reads' numbers, then an array of each parameter's values."""
+        if len(reads) == 1:
+            return self.alone_sql, [reads[0].values[position] for position in self.alone_order]
+        columns: list[Any] = [list(range(len(reads)))]
         for position in range(len(self.names)):
             columns.append([read.values[position] for read in reads])
-        return columns
+        return self.sql, columns
 
-    def alone_arguments(self, read: _Read) -> list[Any]:
-        """The plain statement's arguments, for a read on its own."""
-        return [read.values[position] for position in self.alone_order]
+    @staticmethod
+    def answers(reads: Sequence[_Read], rows: list[Row]) -> list[list[Row]]:
+        """Each read's rows, in the order of `reads`."""
+        if len(reads) == 1:
+            return [rows]
+        answers: list[list[Row]] = [[] for _ in reads]
+        for row in rows:
+            answers[row[0]].append(row[1:])
+        return answers
 
 
 class PostgresReader:
@@ -243,27 +252,15 @@ class PostgresReader:
     async def _answer(self, together: _Together, reads: list[_Read]) -> None:
         """Run `reads` in one statement and hand each its rows. When the database cannot
         be reached, each read is told so (`unavailable`); any other error is raised."""
-        alone = len(reads) == 1
         try:
-            if alone:
-                sql, arguments = together.alone_sql, together.alone_arguments(reads[0])
-            else:
-                sql, arguments = together.sql, together.arguments(reads)
-            rows = await self._run(sql, arguments, max(r.deadline for r in reads))
+            rows = await self._run(*together.query(reads), max(r.deadline for r in reads))
         except _PG_UNAVAILABLE as exc:
             log.error("a hot read cannot reach PostgreSQL: %s: %s", type(exc).__name__, exc)
             for read in reads:
                 if not read.future.done():
                     read.future.set_exception(unavailable())
             return
-        answers: list[list[Row]]
-        if alone:
-            answers = [rows]
-        else:
-            answers = [[] for _ in reads]
-            for row in rows:
-                answers[row[0]].append(row[1:])
-        for read, answer in zip(reads, answers, strict=True):
+        for read, answer in zip(reads, together.answers(reads, rows), strict=True):
             if not read.future.done():
                 read.future.set_result(answer)
 
