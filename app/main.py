@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -129,7 +130,10 @@ def _serve_problems_as_problem_json(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], float] = time.monotonic
+) -> FastAPI:
+    """The service; `clock` is the monotonic clock its rate limit refills by."""
     settings = settings or load_settings()
     configure_logging(settings.log_level)
     app = FastAPI(
@@ -157,6 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         RateLimitMiddleware,
         per_minute=settings.rate_limit_per_minute,
         check_per_minute=settings.rate_limit_check_per_minute,
+        clock=clock,
     )
     if settings.cors_origins:
         app.add_middleware(

@@ -71,10 +71,17 @@ def _caller(scope: Scope) -> int:
 
 
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, per_minute: int, check_per_minute: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        per_minute: int,
+        check_per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.app = app
-        self.general = TokenBuckets(per_minute)
-        self.check = TokenBuckets(check_per_minute)
+        self.general = TokenBuckets(per_minute, clock)
+        self.check = TokenBuckets(check_per_minute, clock)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,8 +18,10 @@ pytestmark = pytest.mark.anyio
 
 
 @asynccontextmanager
-async def app_client(settings: Settings, **changes: Any) -> AsyncIterator[httpx.AsyncClient]:
-    application = create_app(settings.model_copy(update=changes))
+async def app_client(
+    settings: Settings, *, clock: Callable[[], float] = time.monotonic, **changes: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    application = create_app(settings.model_copy(update=changes), clock=clock)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
@@ -26,8 +29,9 @@ async def app_client(settings: Settings, **changes: Any) -> AsyncIterator[httpx.
 
 
 async def test_rate_limit_per_caller(settings: Settings, tokens: Tokens) -> None:
+    now = [1000.0]  # the rate limit's clock stands still unless the test moves it
     async with app_client(
-        settings, rate_limit_per_minute=5, rate_limit_check_per_minute=1000
+        settings, clock=lambda: now[0], rate_limit_per_minute=5, rate_limit_check_per_minute=1000
     ) as http:
         admin = tokens.auth(ADMIN_NIP)
         org = Org(http, tokens)
@@ -49,6 +53,12 @@ async def test_rate_limit_per_caller(settings: Settings, tokens: Tokens) -> None
         assert check.status_code == 200
         assert check.headers["RateLimit-Limit"] == "1000"
         assert (await http.get("/healthz")).status_code == 200  # operations are not limited
+        # The bucket refills continuously: 5 a minute is one more request every 12 s.
+        now[0] += 11.9
+        assert (await http.get("/api/v1/me", headers=admin)).status_code == 429
+        now[0] += 0.2
+        assert (await http.get("/api/v1/me", headers=admin)).status_code == 200
+        assert (await http.get("/api/v1/me", headers=admin)).status_code == 429
 
 
 async def test_cors_only_for_configured_origins(settings: Settings) -> None:
