@@ -67,7 +67,8 @@ async def check(
 ) -> JSONResponse:
     """Is this stream authorised at `at`? Give `nip` + `workspace_code`, or `platform` + `channel`.
 
-    Always 200 for a well-formed query; never cached; never stale after a revocation.
+    Always 200 for a well-formed query, with `Cache-Control: no-store`; never stale after a
+    revocation.
     """
     if principal.api_key is not None and not principal.has_scope("check"):
         raise Forbidden("This API key lacks the `check` scope.", code="insufficient_scope")

@@ -1,6 +1,6 @@
 """The check: "is this stream authorised at this instant?" (SPEC §5).
 
-`app.authorizations.reader` fetches, in one round trip and with no cache, the
+`app.authorizations.reader` fetches, in one round trip, the
 candidate permits of an (employee, workspace) or a (platform, channel) pair;
 `decide` turns them into the answer. Both the full route and the fast path
 (`app.authorizations.fastpath`) answer through here, so they cannot disagree.
