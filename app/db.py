@@ -6,14 +6,18 @@ here:
 * SQLite runs in WAL mode with foreign keys on and a busy timeout. Requests that
   may write open their transaction with `BEGIN IMMEDIATE`, which takes SQLite's
   single write lock up front: two writers queue instead of deadlocking on a
-  read-to-write upgrade, and a read-modify-write cannot lose an update.
+  read-to-write upgrade, and a read-modify-write cannot lose an update. The
+  process's own writers first take turns in arrival order (`Database.write`), so
+  that they do not wait in SQLite's busy handler, which sleeps and polls.
 * PostgreSQL uses READ COMMITTED; services lock the rows they change
   (`SELECT … FOR UPDATE`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -31,6 +35,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import PoolResetState
 from sqlalchemy.types import TypeDecorator
 
+from app.errors import database_unavailable
 from app.timeutil import as_utc
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -150,7 +155,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 class Database:
     engine: AsyncEngine
     read: async_sessionmaker[AsyncSession]
-    write: async_sessionmaker[AsyncSession]
+    writer: async_sessionmaker[AsyncSession]
+    turns: asyncio.Lock | None  # SQLite: this process's writers, one at a time
+    turn_seconds: float = SQLITE_BUSY_TIMEOUT_MS / 1000  # the longest wait for a turn
 
     @classmethod
     def connect(cls, url: str, *, pool_size: int = 10, timeout: float = 2.0) -> Database:
@@ -159,8 +166,37 @@ class Database:
         return cls(
             engine=engine,
             read=async_sessionmaker(engine, expire_on_commit=False, autoflush=False),
-            write=async_sessionmaker(writer, expire_on_commit=False, autoflush=False),
+            writer=async_sessionmaker(writer, expire_on_commit=False, autoflush=False),
+            turns=asyncio.Lock() if is_sqlite(url) else None,
         )
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """A session whose transaction may write.
+
+        On SQLite only one transaction writes at a time. A writer that finds the lock
+        taken waits in SQLite's busy handler, which sleeps and polls (up to 100 ms a
+        time): under load a write waited seconds for a lock free most of that time.
+        So the process's own writers take turns here first, in the order they came,
+        each starting as soon as the last one ends; SQLite's wait is left for writers
+        of other processes (the CLI). A turn is awaited no longer than SQLite's own
+        busy timeout (`turn_seconds`), then the request gets the 503 a busy database
+        gives.
+        """
+        if self.turns is None:
+            async with self.writer() as session:
+                yield session
+            return
+        try:
+            async with asyncio.timeout(self.turn_seconds):
+                await self.turns.acquire()
+        except TimeoutError:
+            raise database_unavailable() from None
+        try:
+            async with self.writer() as session:
+                yield session
+        finally:
+            self.turns.release()
 
     @property
     def dialect(self) -> str:

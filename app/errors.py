@@ -107,6 +107,15 @@ class ServiceUnavailable(AppError):
     status, code, title = 503, "service_unavailable", "Service unavailable"
 
 
+def database_unavailable() -> ServiceUnavailable:
+    """What a request gets when the database cannot be reached or stays busy."""
+    return ServiceUnavailable(
+        "The database is unreachable; try again shortly.",
+        code="database_unavailable",
+        headers={"Retry-After": "2"},
+    )
+
+
 def field_error(loc: Sequence[str | int], msg: str, code: str) -> dict[str, Any]:
     return {"loc": list(loc), "msg": msg, "code": code}
 

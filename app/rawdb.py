@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from app.errors import ServiceUnavailable
+from app.errors import database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +71,6 @@ class RawReader(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-def unavailable() -> ServiceUnavailable:
-    return ServiceUnavailable(
-        "The database is unreachable; try again shortly.",
-        code="database_unavailable",
-        headers={"Retry-After": "2"},
-    )
 
 
 _PG_UNAVAILABLE = (
@@ -215,7 +207,7 @@ class PostgresReader:
             async with asyncio.timeout_at(read.deadline):
                 return await read.future
         except TimeoutError:
-            raise unavailable() from None
+            raise database_unavailable() from None
 
     def _launch(self, together: _Together) -> None:
         together.called = False
@@ -257,14 +249,14 @@ class PostgresReader:
 
     async def _answer(self, together: _Together, reads: list[_Read]) -> None:
         """Run `reads` in one statement and hand each its rows. When the database cannot
-        be reached, each read is told so (`unavailable`); any other error is raised."""
+        be reached, each read is told so (`database_unavailable`); any other error is raised."""
         try:
             rows = await self._run(*together.query(reads), max(r.deadline for r in reads))
         except _PG_UNAVAILABLE as exc:
             log.error("a hot read cannot reach PostgreSQL: %s: %s", type(exc).__name__, exc)
             for read in reads:
                 if not read.future.done():
-                    read.future.set_exception(unavailable())
+                    read.future.set_exception(database_unavailable())
             return
         for read, answer in zip(reads, together.answers(reads, rows), strict=True):
             if not read.future.done():
@@ -355,7 +347,7 @@ class SqliteReader:
             return self._connection.execute(statement.sql, values).fetchall()
         except sqlite3.OperationalError as exc:  # locked past the busy timeout, I/O error
             log.error("a hot read cannot read SQLite: %s", exc)
-            raise unavailable() from None
+            raise database_unavailable() from None
 
     def instant(self, value: str) -> datetime:
         return datetime.fromisoformat(value).replace(tzinfo=UTC)
@@ -368,7 +360,7 @@ class SqliteReader:
             value: int = self._connection.execute("PRAGMA data_version").fetchone()[0]
         except sqlite3.OperationalError as exc:
             log.error("a hot read cannot read SQLite: %s", exc)
-            raise unavailable() from None
+            raise database_unavailable() from None
         return value
 
     async def close(self) -> None:
