@@ -24,6 +24,7 @@ from app.permits.service import PermitView, effective_status
 from app.timeutil import utcnow
 
 SCAN_BATCH = 200
+"""Rows read at a time for `awaiting=me`, where most of them may be passed over."""
 
 
 @dataclass(frozen=True)
@@ -132,10 +133,14 @@ async def list_visible(
             )
         last = decoded
     resolver = ApproverResolver(session, now)  # each unit read once for the whole page
+    # The query's rows are nearly all visible, except for `awaiting=me` (which keeps only
+    # the pending ones the caller may decide): read a page and one more at a time, so
+    # that a page costs the ORM objects it shows, not a batch of them.
+    batch = SCAN_BATCH if filters.awaiting_me else limit + 1
     views: list[PermitView] = []
     while True:
         page = statement if last is None else statement.where(Permit.id > last)
-        rows = (await session.scalars(page.order_by(Permit.id).limit(SCAN_BATCH))).all()
+        rows = (await session.scalars(page.order_by(Permit.id).limit(batch))).all()
         for permit in rows:
             last = permit.id
             status = effective_status(permit, now)
@@ -161,5 +166,5 @@ async def list_visible(
                 # the query found but the caller may not see never promise a next page.)
                 return views, encode_cursor(views[-1].permit.id)
             views.append(view)
-        if len(rows) < SCAN_BATCH:
+        if len(rows) < batch:
             return views, None
