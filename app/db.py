@@ -16,8 +16,8 @@ here:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -191,7 +191,7 @@ class Database:
             async with asyncio.timeout(self.turn_seconds):
                 await self.turns.acquire()
         except TimeoutError:
-            raise database_unavailable() from None
+            raise database_unavailable("The database is busy; try again shortly.") from None
         try:
             async with self.writer() as session:
                 yield session
@@ -216,7 +216,13 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
     a change that was not stored.
     """
     db: Database = request.app.state.db
-    maker = db.read if request.method in _SAFE_METHODS else db.write
+    maker: Callable[[], AbstractAsyncContextManager[AsyncSession]]
+    if request.method in _SAFE_METHODS:
+        maker = db.read
+    else:
+        if db.turns is not None:
+            await _bearer_token_verified(request)
+        maker = db.write
     async with maker() as session:
         try:
             yield session
@@ -225,6 +231,20 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         if session.in_transaction():
             await session.commit()
+
+
+async def _bearer_token_verified(request: Request) -> None:
+    """Verify a writer's bearer token before it waits for its turn (SQLite), so that a
+    bad token is refused at once and a fetch of the identity provider's keys never
+    holds the other writers up. The verifier remembers the token, so authentication
+    (`app.auth.dependencies.get_principal`) then finds it verified; a request with both
+    credentials is left for it to refuse."""
+    authorization = request.headers.get("authorization")
+    if authorization is None or "x-api-key" in request.headers:
+        return
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        await request.app.state.token_verifier.verified_nip(token.strip())
 
 
 # scope="function": the dependency's exit (the commit) runs before the response is sent.

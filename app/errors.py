@@ -107,10 +107,12 @@ class ServiceUnavailable(AppError):
     status, code, title = 503, "service_unavailable", "Service unavailable"
 
 
-def database_unavailable() -> ServiceUnavailable:
+def database_unavailable(
+    detail: str = "The database is unreachable; try again shortly.",
+) -> ServiceUnavailable:
     """What a request gets when the database cannot be reached or stays busy."""
     return ServiceUnavailable(
-        "The database is unreachable; try again shortly.",
+        detail,
         code="database_unavailable",
         headers={"Retry-After": "2"},
     )

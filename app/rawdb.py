@@ -15,8 +15,9 @@ change acknowledged before it. On SQLite a read-only sqlite3 connection called
 inline, which WAL lets read beside the writers; it can also tell, in a few
 microseconds, whether anything was committed since it last looked (`version`).
 
-Either way every read sees committed rows with no cache, so an acknowledged
-revocation is seen by every later read.
+Either way every read here sees committed rows with no cache, so an acknowledged
+revocation is seen by every later read. (One layer up, the check keeps readings on
+SQLite while `version` says nothing was committed: `app.authorizations.reader.Kept`.)
 """
 
 from __future__ import annotations

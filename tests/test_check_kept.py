@@ -1,8 +1,9 @@
 """Kept readings of the check (`app.authorizations.reader`): where the database can say
-cheaply that nothing was committed (SQLite), a check's reading answers the same check
-again until a commit or a permit of the pair starting or ending. These tests hold that
-to the answers of a fresh read at every instant that matters, and show that a commit of
-any connection, of this process or another, is seen by the very next check."""
+cheaply that nothing was committed (SQLite), a check's reading answers the same check,
+at the same or a later instant, until anything is committed. These tests hold that to
+the answers of a fresh read at every instant that matters (each start and end of the
+pair's permits), and show that a commit of any connection, of this process or another,
+is seen by the very next check."""
 
 from __future__ import annotations
 

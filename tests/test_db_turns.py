@@ -5,15 +5,19 @@ gives, and nothing of it is written."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import func, select, text
 
 from app.db import Database
 from app.errors import ServiceUnavailable
 from app.org.models import Unit
 from tests.conftest import BACKENDS
+from tests.support import ADMIN_NIP, Tokens, assert_problem, make_code
 
 pytestmark = [
     pytest.mark.anyio,
@@ -75,3 +79,31 @@ async def test_a_writer_that_gets_no_turn_gets_a_503_and_writes_nothing(
         assert await _units(db) == before + 2
     finally:
         await db.dispose()
+
+
+async def test_a_bad_bearer_token_is_refused_without_waiting_for_a_turn(
+    client: httpx.AsyncClient, app: FastAPI, tokens: Tokens
+) -> None:
+    """A writer's token is verified before it queues (a key fetch must not hold the other
+    writers up): while another writer holds the turn, a bad token still gets its 401."""
+    body = {"code": make_code(), "name": "Bagian Umum"}
+    expired = tokens.auth(ADMIN_NIP, exp=int(time.time()) - 3600)
+    db: Database = app.state.db
+    async with db.write() as session, session.begin():
+        await session.execute(INSERT_UNIT, {"code": "T-1", "name": "Pertama"})
+        for headers, code in (
+            ({"Authorization": "Bearer not-a-jwt"}, "invalid_token"),
+            (expired, "token_expired"),
+        ):
+            refused = await asyncio.wait_for(
+                client.post("/api/v1/units", json=body, headers=headers), timeout=20
+            )
+            assert_problem(refused, 401, code)
+        waiting = asyncio.create_task(
+            client.post("/api/v1/units", json=body, headers=tokens.auth(ADMIN_NIP))
+        )
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not waiting.done()  # a good one waits for the turn, then writes
+    created = await asyncio.wait_for(waiting, timeout=20)
+    assert created.status_code == 201, created.text

@@ -2,9 +2,10 @@
 
 Gateways and bots call `GET /api/v1/authorizations/check` thousands of times a
 second, nearly always the same way: one credential, one complete pair of
-parameters. This ASGI layer answers exactly that case itself, with one database
-round trip that validates the credential and fetches the candidate permits
-(`app.authorizations.reader`), and the same ranking as the route
+parameters. This ASGI layer answers exactly that case itself, with one reading
+that validates the credential and fetches the candidate permits (one statement;
+on SQLite a kept reading while nothing was committed: `app.authorizations.reader`),
+and the same ranking as the route
 (`app.authorizations.service.decide`). Anything else — a missing, malformed,
 unknown, revoked or unscoped credential, a parameter out of its declared range,
 an unknown or repeated parameter, a CORS request — goes on to the FastAPI route,

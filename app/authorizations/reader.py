@@ -170,7 +170,7 @@ class Kept:
     nothing is committed.
 
     It holds every permit live at `since` (fewer than `CANDIDATES`, so the statement's
-    limit left none out) and those that ended last before it. For a later instant
+    limit left none out) and those that ended last by then. For a later instant
     the statement would return the ones of these still live, and those that ended
     last by then: no more than are here. The ranking (`service.decide`) sorts the
     same rows out of these by the instant asked, so it answers as a fresh read would.

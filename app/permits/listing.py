@@ -24,7 +24,7 @@ from app.permits.service import PermitView, effective_status
 from app.timeutil import utcnow
 
 SCAN_BATCH = 200
-"""Rows read at a time for `awaiting=me`, where most of them may be passed over."""
+"""Rows read at a time where many of them may be passed over (`list_visible`)."""
 
 
 @dataclass(frozen=True)
@@ -133,10 +133,11 @@ async def list_visible(
             )
         last = decoded
     resolver = ApproverResolver(session, now)  # each unit read once for the whole page
-    # The query's rows are nearly all visible, except for `awaiting=me` (which keeps only
-    # the pending ones the caller may decide): read a page and one more at a time, so
-    # that a page costs the ORM objects it shows, not a batch of them.
-    batch = SCAN_BATCH if filters.awaiting_me else limit + 1
+    # An admin's or auditor's rows are all visible: read a page and one more, so that a
+    # page costs the ORM objects it shows. Others' rows are checked one by one and many
+    # may be passed over (a parent unit's head sees a child unit's permits only when
+    # they escalate), so those are read in larger batches.
+    batch = SCAN_BATCH if exact_check else limit + 1
     views: list[PermitView] = []
     while True:
         page = statement if last is None else statement.where(Permit.id > last)
