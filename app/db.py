@@ -35,6 +35,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import PoolResetState
 from sqlalchemy.types import TypeDecorator
 
+from app.auth.tokens import bearer_token
 from app.errors import database_unavailable
 from app.timeutil import as_utc
 
@@ -183,20 +184,18 @@ class Database:
         busy timeout (`turn_seconds`), then the request gets the 503 a busy database
         gives.
         """
-        if self.turns is None:
-            async with self.writer() as session:
-                yield session
-            return
-        try:
-            async with asyncio.timeout(self.turn_seconds):
-                await self.turns.acquire()
-        except TimeoutError:
-            raise database_unavailable("The database is busy; try again shortly.") from None
+        if self.turns is not None:
+            try:
+                async with asyncio.timeout(self.turn_seconds):
+                    await self.turns.acquire()
+            except TimeoutError:
+                raise database_unavailable("The database is busy; try again shortly.") from None
         try:
             async with self.writer() as session:
                 yield session
         finally:
-            self.turns.release()
+            if self.turns is not None:
+                self.turns.release()
 
     @property
     def dialect(self) -> str:
@@ -242,9 +241,9 @@ async def _bearer_token_verified(request: Request) -> None:
     authorization = request.headers.get("authorization")
     if authorization is None or "x-api-key" in request.headers:
         return
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        await request.app.state.token_verifier.verified_nip(token.strip())
+    token = bearer_token(authorization)
+    if token is not None:
+        await request.app.state.token_verifier.verified_nip(token)
 
 
 # scope="function": the dependency's exit (the commit) runs before the response is sent.

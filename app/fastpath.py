@@ -16,6 +16,7 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth.dependencies import could_be_nip
+from app.auth.tokens import bearer_token
 from app.errors import AppError
 
 
@@ -72,9 +73,8 @@ def credential_headers(scope: Scope) -> tuple[str | None, str | None] | None:
 
 async def bearer_nip(scope: Scope, authorization: str) -> str | None:
     """The NIP a valid bearer token names, or None for anything the route must judge."""
-    scheme, _, token = authorization.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token(authorization)
+    if token is None:
         return None
     try:
         nip = await scope["app"].state.token_verifier.verified_nip(token)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import ApiKey
 from app.auth.principal import Principal
-from app.auth.tokens import TokenVerifier
+from app.auth.tokens import TokenVerifier, bearer_token
 from app.db import SessionDep
 from app.errors import Forbidden, Unauthenticated
 from app.org.models import NIP_LENGTH, Employee
@@ -82,11 +82,11 @@ async def get_principal(request: Request, session: SessionDep) -> Principal:
         return Principal(api_key=await _api_key(session, api_key))
     if not authorization:
         raise Unauthenticated("This endpoint needs a bearer token or an X-API-Key.")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(authorization)
+    if token is None:
         raise Unauthenticated("Use `Authorization: Bearer <token>`.", code="invalid_token")
     verifier: TokenVerifier = request.app.state.token_verifier
-    return Principal(employee=await _employee_from_token(session, verifier, token.strip()))
+    return Principal(employee=await _employee_from_token(session, verifier, token))
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
