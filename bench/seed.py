@@ -17,8 +17,8 @@ from app.auth.models import ApiKey
 from app.db import Database
 from app.ids import new_id
 from app.org.models import Employee, Unit, Workspace
-from app.permits.models import PLATFORMS, Permit
-from app.permits.service import channel_key
+from app.permits.models import Permit
+from app.permits.vocabulary import PLATFORMS, channel_key
 
 API_KEY_ID = "01benchbenchbenchbenchbenc"
 API_KEY_SECRET = "bench-secret-not-for-production"

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from app.authorizations import service
 from app.authorizations.reader import CANDIDATES, Candidate, CheckReader, Form, Kept, Reading
-from app.permits.service import channel_key
+from app.permits.vocabulary import channel_key
 from tests.conftest import BACKENDS
 from tests.permits_support import Office, move_window
 from tests.support import Org

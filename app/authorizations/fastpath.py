@@ -38,11 +38,10 @@ from app.fastpath import (
     no_receive,
     send_json,
 )
-from app.permits.service import channel_key
+from app.permits.vocabulary import PLATFORMS, channel_key
 from app.timeutil import InstantIn, utcnow
 
 CHECK_PATH = "/api/v1/authorizations/check"
-PLATFORMS = frozenset({"youtube", "tiktok", "instagram", "facebook", "x", "other"})
 _FORMS: dict[frozenset[str], Form] = {
     frozenset({"nip", "workspace_code"}): "employee",
     frozenset({"nip", "workspace_code", "at"}): "employee",

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from app.auth.dependencies import CurrentPrincipal
 from app.authorizations import service
 from app.errors import API_PROBLEMS, Forbidden, InvalidInput, field_error
-from app.permits.service import channel_key
+from app.permits.vocabulary import Platform, channel_key
 from app.timeutil import InstantIn, utcnow
 
 router = APIRouter(prefix="/api/v1/authorizations", tags=["authorizations"])
@@ -59,9 +59,7 @@ async def check(
     principal: CurrentPrincipal,
     nip: Annotated[str | None, Query(max_length=32)] = None,
     workspace_code: Annotated[str | None, Query(max_length=32)] = None,
-    platform: Annotated[
-        Literal["youtube", "tiktok", "instagram", "facebook", "x", "other"] | None, Query()
-    ] = None,
+    platform: Annotated[Platform | None, Query()] = None,
     channel: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     at: Annotated[InstantIn | None, Query(description="Default: now.")] = None,
 ) -> JSONResponse:

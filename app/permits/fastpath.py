@@ -3,8 +3,8 @@
 Apps poll a permit while they wait for a decision. This ASGI layer answers the
 common case itself — one bearer token of an active employee, a permit id and no
 query, a permit the caller may see — with one database round trip
-(`app.permits.reader`) and the same rules as the route (`app.permits.service`:
-`effective_status`, `may_read`; `app.permits.approvers`). Anything else goes
+(`app.permits.reader`) and the same rules as the route (`app.permits.lifecycle.effective_status`,
+`app.permits.visibility.may_read`, `app.permits.approvers`). Anything else goes
 on to the FastAPI route, which owns every error: so an unknown or hidden permit,
 a bad, unknown or inactive credential, an API key, a CORS request still get the
 route's own answer. A database it cannot reach gets the same 503 problem the
@@ -25,9 +25,10 @@ from app.fastpath import (
     no_receive,
     send_json,
 )
-from app.permits import service
 from app.permits.approvers import approvers
+from app.permits.lifecycle import effective_status
 from app.permits.reader import COLUMNS, INSTANTS, PermitReader
+from app.permits.visibility import may_read
 from app.timeutil import format_instant, utcnow
 
 PREFIX = "/api/v1/permits/"
@@ -74,9 +75,9 @@ class PermitFastPath(FastPath):
         deciders = approvers(
             reading.units, unit_code=permit.unit_code, requester_nip=permit.requester_nip
         )
-        if not service.may_read(permit, caller, deciders):
+        if not may_read(permit, caller, deciders):
             return False
-        status = service.effective_status(permit, now)
+        status = effective_status(permit, now)
         body: dict[str, Any] = {}
         for name in COLUMNS:
             value = permit.fields[name]

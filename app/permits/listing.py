@@ -19,8 +19,9 @@ from app.errors import InvalidInput, field_error
 from app.org.models import Delegation, Employee, Unit
 from app.pagination import decode_cursor, encode_cursor
 from app.permits.approvers import Approver, ApproverResolver
+from app.permits.lifecycle import effective_status
 from app.permits.models import Permit
-from app.permits.service import PermitView, effective_status
+from app.permits.service import PermitView
 from app.timeutil import utcnow
 
 SCAN_BATCH = 200

@@ -9,11 +9,7 @@ from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime
-
-PLATFORMS = ("youtube", "tiktok", "instagram", "facebook", "x", "other")
-PURPOSES = ("official", "public_service", "public_information", "education", "personal")
-STATUSES = ("pending", "approved", "denied", "cancelled", "expired", "revoked")
-CAPACITIES = ("head", "plh", "plt", "parent_head")
+from app.permits.vocabulary import PLATFORMS, PURPOSES, STATUSES
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:

@@ -39,8 +39,8 @@ STATEMENT = Statement(
 
 @dataclass(frozen=True)
 class PermitRow:
-    """The permit's columns; its attributes are those `app.permits.service.may_read` and
-    `effective_status` look at."""
+    """The permit's columns; its attributes are those `app.permits.visibility.may_read` and
+    `app.permits.lifecycle.effective_status` look at."""
 
     fields: dict[str, Any]
 

@@ -27,8 +27,8 @@ from app.permits.schemas import (
     PermitCreate,
     PermitOut,
     RevokeBody,
-    Status,
 )
+from app.permits.vocabulary import Status
 from app.timeutil import InstantIn
 
 router = APIRouter(prefix="/api/v1", tags=["permits"], responses=API_PROBLEMS)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field, StrictBool, StringConstraints
 
+from app.permits.vocabulary import Capacity, Platform, Purpose, Status
 from app.schemas import Code, InputModel, OutputModel
 from app.timeutil import Instant
 
-Platform = Literal["youtube", "tiktok", "instagram", "facebook", "x", "other"]
-Purpose = Literal["official", "public_service", "public_information", "education", "personal"]
-Status = Literal["pending", "approved", "denied", "cancelled", "expired", "revoked"]
-Capacity = Literal["head", "plh", "plt", "parent_head"]
 Channel = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]

@@ -14,10 +14,9 @@ PostgreSQL enforced by an exclusion constraint for the race this check cannot se
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
@@ -30,8 +29,11 @@ from app.ids import new_id
 from app.org.models import Employee, Unit, Workspace
 from app.permits import policy
 from app.permits.approvers import Approver, resolve_approvers
+from app.permits.lifecycle import effective_status
 from app.permits.models import Permit
 from app.permits.schemas import PermitCreate
+from app.permits.visibility import may_read
+from app.permits.vocabulary import channel_key
 from app.timeutil import format_instant, utcnow
 
 
@@ -44,44 +46,6 @@ def limits_from(settings: Settings) -> policy.Limits:
         max_duration=timedelta(minutes=settings.policy_max_duration_minutes),
         max_lead=timedelta(days=settings.policy_max_lead_days),
     )
-
-
-def channel_key(channel: str) -> str:
-    """How channels are matched by the check: case-insensitive, a leading @ ignored."""
-    return channel.strip().lower().removeprefix("@")
-
-
-class PermitFacts(Protocol):
-    """What reading rights and the effective status depend on: a `Permit`, or a row of
-    the permit read's fast path (`app.permits.reader`)."""
-
-    @property
-    def status(self) -> str: ...
-    @property
-    def starts_at(self) -> datetime: ...
-    @property
-    def requester_nip(self) -> str: ...
-    @property
-    def decided_by(self) -> str | None: ...
-    @property
-    def closed_by(self) -> str | None: ...
-
-
-class ReaderFacts(Protocol):
-    """Who asks: an `Employee`, or the caller of the permit read's fast path."""
-
-    @property
-    def nip(self) -> str: ...
-    @property
-    def is_admin(self) -> bool: ...
-    @property
-    def is_auditor(self) -> bool: ...
-
-
-def effective_status(permit: PermitFacts, now: datetime) -> str:
-    if permit.status == "pending" and now >= permit.starts_at:
-        return "expired"
-    return permit.status
 
 
 @dataclass(frozen=True)
@@ -98,15 +62,6 @@ class PermitView:
         fields["status"] = self.status
         fields["approvers"] = [a.nip for a in self.approvers] if self.status == "pending" else []
         return fields
-
-
-def may_read(permit: PermitFacts, employee: ReaderFacts, approvers: Sequence[Approver]) -> bool:
-    return (
-        employee.is_admin
-        or employee.is_auditor
-        or employee.nip in (permit.requester_nip, permit.decided_by, permit.closed_by)
-        or any(a.nip == employee.nip for a in approvers)
-    )
 
 
 async def _view(session: AsyncSession, permit: Permit, now: datetime) -> PermitView:

@@ -1,0 +1,24 @@
+"""The permit's closed lists and how a channel is matched: each written once.
+
+Rules: docs/RULES.md#platforms, docs/RULES.md#channels, docs/RULES.md#states.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+Platform = Literal["youtube", "tiktok", "instagram", "facebook", "x", "other"]
+Purpose = Literal["official", "public_service", "public_information", "education", "personal"]
+Status = Literal["pending", "approved", "denied", "cancelled", "expired", "revoked"]
+Capacity = Literal["head", "plh", "plt", "parent_head"]
+
+PLATFORMS: tuple[str, ...] = get_args(Platform)
+PURPOSES: tuple[str, ...] = get_args(Purpose)
+STATUSES: tuple[str, ...] = get_args(Status)
+CAPACITIES: tuple[str, ...] = get_args(Capacity)
+
+
+def channel_key(channel: str) -> str:
+    """How channels are matched (docs/RULES.md#channels): case-insensitive, a leading @
+    ignored. The permit keeps the text as submitted; this is stored beside it."""
+    return channel.strip().lower().removeprefix("@")
