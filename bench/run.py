@@ -242,6 +242,73 @@ async def drop(name: str | None) -> None:
         await admin.close()
 
 
+def _service_round(
+    service: Server,
+    args: argparse.Namespace,
+    wrk: str,
+    files: Path,
+    scenarios: list[tuple[str, str, dict[str, str]]],
+    lua: dict[str, str],
+    key: dict[str, str],
+    token: dict[str, str],
+    requester: str,
+    seeded: Seeded,
+    base: int,
+) -> dict[str, Any]:
+    """One round of the service's scenarios (those `--only` selects)."""
+    results: dict[str, Any] = {}
+    varied = HERE / "lua" / "get_varied.lua"
+    selected = [s for s in scenarios if _selected(args, s[0])]
+    watch = CpuWatch(service.process.pid)
+    for label, paths, credential in selected:
+        results[label] = run_wrk(
+            wrk,
+            service.url,
+            varied,
+            {**lua, **credential, "BENCH_PATHS": str(files / paths)},
+            connections=args.connections,
+            seconds=args.duration,
+            watch=watch,
+        )
+    if _selected(args, "check nip+workspace, API key, 8 connections"):
+        results["check nip+workspace, API key, 8 connections"] = run_wrk(
+            wrk,
+            service.url,
+            varied,
+            {**lua, **key, "BENCH_PATHS": str(files / "employee.txt")},
+            connections=8,
+            seconds=args.duration,
+            watch=watch,
+        )
+    if not _selected(args, "write mix"):
+        return results
+    write_env = {
+        **lua,
+        "BENCH_WORKSPACES": str(files / "workspaces.txt"),
+        "BENCH_THREADS": "1",
+        "BENCH_T0": str(base + 29 * 86400),
+        "BENCH_REQUESTER": token[requester],
+        "BENCH_HEAD": token[seeded.heads["BENCH-U000"]],
+    }
+    mix = run_wrk(
+        wrk,
+        service.url,
+        HERE / "lua" / "write_mix.lua",
+        write_env,
+        connections=min(8, args.connections),
+        seconds=args.duration,
+        warm_env={"BENCH_T0": str(base)},
+        watch=watch,
+    )
+    mix["pairs_per_second"] = mix["rps"] / 2
+    results["write mix (submit + approve), 8 connections"] = mix
+    return results
+
+
+def _selected(args: argparse.Namespace, label: str) -> bool:
+    return not args.only or any(word in label for word in args.only)
+
+
 def bench_backend(backend: str, args: argparse.Namespace, wrk: str) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix=f"izs-bench-{backend}-"))
     url, seeded, dropper = asyncio.run(prepare(backend, folder, args.permits))
@@ -318,48 +385,18 @@ def bench_backend(backend: str, args: argparse.Namespace, wrk: str) -> dict[str,
                 )
             finally:
                 ceiling.stop()
-            service = Server("app.main:app", env, workers=args.workers)
-            watch = CpuWatch(service.process.pid)
-            for label, paths, credential in scenarios:
-                results[label] = run_wrk(
-                    wrk,
-                    service.url,
-                    varied,
-                    {**lua, **credential, "BENCH_PATHS": str(files / paths)},
-                    connections=args.connections,
-                    seconds=args.duration,
-                    watch=watch,
+            # With --against, the other tree's service runs right after this one's, on the
+            # same data, each round: an interleaved A/B. Each books its own 60 days.
+            trees = [(PROJECT, "")] + ([(args.against, " [against]")] if args.against else [])
+            for index, (tree, suffix) in enumerate(trees):
+                if service is not None:
+                    service.stop()
+                service = Server("app.main:app", env, app_dir=tree, workers=args.workers)
+                base = t0 + (round_number * len(trees) + index) * 60 * 86400
+                measured = _service_round(
+                    service, args, wrk, files, scenarios, lua, key, token, requester, seeded, base
                 )
-            results["check nip+workspace, API key, 8 connections"] = run_wrk(
-                wrk,
-                service.url,
-                varied,
-                {**lua, **key, "BENCH_PATHS": str(files / "employee.txt")},
-                connections=8,
-                seconds=args.duration,
-                watch=watch,
-            )
-            base = t0 + round_number * 60 * 86400
-            write_env = {
-                **lua,
-                "BENCH_WORKSPACES": str(files / "workspaces.txt"),
-                "BENCH_THREADS": "1",
-                "BENCH_T0": str(base + 29 * 86400),
-                "BENCH_REQUESTER": token[requester],
-                "BENCH_HEAD": token[seeded.heads["BENCH-U000"]],
-            }
-            mix = run_wrk(
-                wrk,
-                service.url,
-                HERE / "lua" / "write_mix.lua",
-                write_env,
-                connections=min(8, args.connections),
-                seconds=args.duration,
-                warm_env={"BENCH_T0": str(base)},
-                watch=watch,
-            )
-            mix["pairs_per_second"] = mix["rps"] / 2
-            results["write mix (submit + approve), 8 connections"] = mix
+                results.update({label + suffix: figures for label, figures in measured.items()})
             top = results["ceiling (bare FastAPI)"]["rps"]
             for figures in results.values():
                 figures["x_ceiling"] = round(figures["rps"] / top, 3) if top else 0.0
@@ -397,6 +434,15 @@ def main() -> None:
         "--workers", type=int, default=1, help="uvicorn workers of the service (not the ceiling)"
     )
     parser.add_argument("--smoke", action="store_true", help="tiny and quick, for CI")
+    parser.add_argument(
+        "--only", nargs="+", default=[], help="only the scenarios whose label holds one of these"
+    )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="another checkout of the project: its service is measured after this one's in "
+        "every round, on the same data (labels end in [against])",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.permits, args.duration, args.connections, args.rounds = 200, 2.0, 4, 1
