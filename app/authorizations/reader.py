@@ -59,8 +59,8 @@ _PERMIT = (
     "p.starts_at, p.ends_at, p.status, p.decided_by, p.closed_by"
 )
 _PAIR = {
-    "employee": "p.requester_nip = :first AND p.workspace_code = :second",
-    "channel": "p.platform = :first AND p.channel_key = :second",
+    "employee": "{t}.requester_nip = :first AND {t}.workspace_code = :second",
+    "channel": "{t}.platform = :first AND {t}.channel_key = :second",
 }
 _REQUESTER = {
     # The employee of an (employee, workspace) check is joined once as `e`; a channel's
@@ -101,7 +101,13 @@ def _part(where: str, order: str, limit: int) -> str:
 def candidates(form: Form, *, live: bool) -> str:
     """The pair's permits `rules.evaluate` may pick at `:at` and `:now` (module docstring);
     with `live`, also up to `LIVE` live permits by `ends_at`."""
-    pair = _PAIR[form]
+    pair, pair_q = _PAIR[form].format(t="p"), _PAIR[form].format(t="q")
+    # The end of the last approval by `at` first, then its ties by id: both follow the
+    # index, where one ORDER BY of both would sort every approval of the pair's history.
+    last_approved_end = (
+        f"SELECT q.ends_at FROM permits AS q WHERE {pair_q} AND q.status = 'approved' "  # noqa: S608
+        "AND q.ends_at <= :at ORDER BY q.ends_at DESC LIMIT 1"
+    )
     parts = [
         # docs/RULES.md#check-ranking (1): the best permit covering `at`.
         _part(f"{pair} AND p.ends_at > :at AND p.starts_at <= :at", COVERING_ORDER, 1),
@@ -112,13 +118,13 @@ def candidates(form: Form, *, live: bool) -> str:
             1,
         ),
         _part(
-            f"{pair} AND p.ends_at <= :at AND p.status = 'approved'",
-            "p.ends_at DESC, p.id DESC",
+            f"{pair} AND p.ends_at = ({last_approved_end}) AND p.status = 'approved'",
+            "p.id DESC",
             1,
         ),
     ]
     if live:
-        parts.append(_part(f"{pair} AND p.ends_at > :at", "p.ends_at, p.id", LIVE))
+        parts.append(_part(f"{pair} AND p.ends_at > :at", "p.ends_at", LIVE))
     return " UNION ALL ".join(parts)
 
 
