@@ -108,12 +108,15 @@ def candidates(form: Form, *, live: bool) -> str:
         f"SELECT q.ends_at FROM permits AS q WHERE {pair_q} AND q.status = 'approved' "  # noqa: S608
         "AND q.ends_at <= :at ORDER BY q.ends_at DESC LIMIT 1"
     )
+    # Conditions on `starts_at` are written `NOT …`: as a range, they could lead SQLite to
+    # the workspace's (workspace_code, starts_at) index, every requester's permits, instead
+    # of the pair's.
     parts = [
         # docs/RULES.md#check-ranking (1): the best permit covering `at`.
-        _part(f"{pair} AND p.ends_at > :at AND p.starts_at <= :at", COVERING_ORDER, 1),
+        _part(f"{pair} AND p.ends_at > :at AND NOT p.starts_at > :at", COVERING_ORDER, 1),
         # (2): the next approved permit to start, and the last approved one to end.
         _part(
-            f"{pair} AND p.ends_at > :at AND p.starts_at > :at AND p.status = 'approved'",
+            f"{pair} AND p.ends_at > :at AND NOT p.starts_at <= :at AND p.status = 'approved'",
             "p.starts_at, p.id",
             1,
         ),
