@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from app.authorizations.rules import COVERING_RANK
+from app.authorizations.rules import COVERING_RANK, COVERING_TIES, LAST_TO_END, NEXT_TO_START
 from app.permits.approvers import CHAIN_ORDER, Approver, approvers, chain, units_of
 from app.rawdb import RawReader, Statement
 
@@ -77,9 +77,10 @@ _STATUS_NOW = (
 COVERING_ORDER = (
     f"CASE {_STATUS_NOW} "
     + "".join(f"WHEN '{status}' THEN {n} " for n, status in enumerate(COVERING_RANK))
-    + f"ELSE {len(COVERING_RANK)} END, p.starts_at, p.id"
+    + f"ELSE {len(COVERING_RANK)} END, "
+    + ", ".join(f"p.{column}" for column in COVERING_TIES)
 )
-"""`rules.evaluate`'s ranking of covering permits, from the same data (`COVERING_RANK`)."""
+"""`rules.evaluate`'s ranking of covering permits, from the same data."""
 
 PARAMETERS = {
     "first": "text",
@@ -117,12 +118,12 @@ def candidates(form: Form, *, live: bool) -> str:
         # (2): the next approved permit to start, and the last approved one to end.
         _part(
             f"{pair} AND p.ends_at > :at AND NOT p.starts_at <= :at AND p.status = 'approved'",
-            "p.starts_at, p.id",
+            ", ".join(f"p.{column}" for column in NEXT_TO_START),
             1,
         ),
         _part(
             f"{pair} AND p.ends_at = ({last_approved_end}) AND p.status = 'approved'",
-            "p.id DESC",
+            ", ".join(f"p.{column} DESC" for column in LAST_TO_END),
             1,
         ),
     ]

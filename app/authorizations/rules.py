@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, Literal, Protocol, TypeVar, get_args
+from operator import attrgetter
+from typing import Any, Generic, Literal, Protocol, TypeVar, get_args
 
 from app.permits.approvers import Approver
 from app.permits.lifecycle import effective_status
@@ -34,9 +35,22 @@ Reason = Literal[
 """Every reason the check gives: the route's response model, the fast path and `evaluate`."""
 REASONS: tuple[Reason, ...] = get_args(Reason)
 
+# The ranking as data (docs/RULES.md#check-ranking): `evaluate` and the reader's SQL
+# (`app.authorizations.reader`) both order by these.
 COVERING_RANK: tuple[str, ...] = ("approved", "pending")
 """Among permits covering `at`, these statuses (now) come first, in this order; every other
-status after them (docs/RULES.md#check-ranking). The reader's SQL ranks by the same data."""
+status after them."""
+
+COVERING_TIES: tuple[str, ...] = ("starts_at", "id")
+"""Ties among covering permits of one rank: the smallest of these columns first."""
+NEXT_TO_START: tuple[str, ...] = ("starts_at", "id")
+"""Approved permits still to start: the smallest of these answers `not_started`."""
+LAST_TO_END: tuple[str, ...] = ("ends_at", "id")
+"""Approved permits that have ended: the largest of these answers `ended`."""
+
+_covering_ties = attrgetter(*COVERING_TIES)
+_next_to_start = attrgetter(*NEXT_TO_START)
+_last_to_end = attrgetter(*LAST_TO_END)
 
 UNDISCLOSED: frozenset[str] = frozenset({"unknown_employee", "employee_inactive"})
 """Reasons a plain employee is answered `no_permit` (docs/RULES.md#check-disclosure)."""
@@ -114,20 +128,20 @@ def evaluate(rows: Iterable[W], at: datetime, now: datetime) -> Verdict[W]:
     pick gives the answer every permit of the pair would give.
     """
     covering: W | None = None
-    covering_key: tuple[int, datetime, str] | None = None
+    covering_key: tuple[int, Any] | None = None
     upcoming: W | None = None
     ended: W | None = None
     for row in rows:
         if covers(row, at):
-            key = (covering_rank(effective_status(row, now)), row.starts_at, row.id)
+            key = (covering_rank(effective_status(row, now)), _covering_ties(row))
             if covering_key is None or key < covering_key:
                 covering, covering_key = row, key
         elif row.status != "approved":
             continue
         elif row.starts_at > at:
-            if upcoming is None or (row.starts_at, row.id) < (upcoming.starts_at, upcoming.id):
+            if upcoming is None or _next_to_start(row) < _next_to_start(upcoming):
                 upcoming = row
-        elif ended is None or (row.ends_at, row.id) > (ended.ends_at, ended.id):
+        elif ended is None or _last_to_end(row) > _last_to_end(ended):
             ended = row
     if covering is not None:
         status = effective_status(covering, now)
