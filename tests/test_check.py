@@ -1,5 +1,5 @@
-"""The check (SPEC §5): both forms of the query, every `reason`, `at`, who may ask, no caching,
-and never stale after a revoke."""
+"""The check (docs/RULES.md#check-window): both forms of the query, every `reason`, `at`,
+who may ask, no caching, and never stale after a revoke."""
 
 from __future__ import annotations
 

@@ -288,3 +288,21 @@ def test_a_crowded_pair_is_never_kept() -> None:
     assert kept.holds_at(now)
     assert kept.holds_at(now + timedelta(days=3650))
     assert not kept.holds_at(now - MICROSECOND)
+
+
+def test_a_kept_reading_judges_the_status_at_the_moment_of_each_check() -> None:
+    """A pending permit whose start passes in real time while nothing is committed: the
+    kept reading still holds it, and the status is judged at each check's moment
+    (docs/RULES.md#expiry), not at the moment it was read."""
+    read_at = datetime(2026, 12, 2, 8, tzinfo=UTC)
+    pending = _candidate(1, read_at + timedelta(hours=1))
+    kept = Kept.of(_reading([pending]), read_at)
+    assert kept is not None
+    inside = read_at + timedelta(hours=1, minutes=30)
+    assert kept.holds_at(inside)
+    before_start = read_at + timedelta(minutes=59)
+    verdict = service.decide("channel", kept.reading, inside, before_start)
+    assert (verdict.reason, verdict.row) == ("pending", pending)
+    after_start = read_at + timedelta(hours=1)
+    verdict = service.decide("channel", kept.reading, inside, after_start)
+    assert (verdict.reason, verdict.row) == ("expired", pending)
