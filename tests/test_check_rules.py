@@ -7,6 +7,7 @@ there), and both must give the same answer."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -470,6 +471,47 @@ async def test_unknown_and_inactive_employees_are_no_permit_to_a_plain_employee(
                 assert answer["authorized"] is False
             else:
                 assert _outcome(answer) == (False, "no_permit", None)
+
+
+async def test_checks_asked_together_answer_as_alone(
+    app: FastAPI, client: httpx.AsyncClient, org: Org
+) -> None:
+    """Many checks at once (on PostgreSQL they go to the database together, as one statement
+    over arrays), by an API key and by an employee who needs the permits' approvers read:
+    each answers as it does alone."""
+    ask = await _asker(app, client, org)
+    office, head = ask.office, ask.office.head["nip"]
+    base = (datetime.now(UTC) + timedelta(hours=3)).replace(second=0, microsecond=0)
+    for n in range(4):
+        permit = await office.submit(start=base + timedelta(hours=2 * n), channel=CHANNEL)
+        if n % 2 == 0:
+            await _ok(await office.act(permit["id"], "approve", head))
+    delegate = await org.employee(unit_code=office.unit["code"])
+    await office.delegate(delegate["nip"])
+    askers = [ask, Ask(app, office, org.as_(delegate["nip"]))]
+    askers.append(Ask(app, office, org.as_(office.colleague["nip"])))
+    questions = [
+        (asker, form, base + timedelta(minutes=25 * m))
+        for asker in askers
+        for form in ("employee", "channel")
+        for m in range(-2, 18)
+    ]
+
+    async def asked(asker: Ask, form: Form, at: datetime) -> dict[str, Any]:
+        response = await client.get(CHECK, params=asker.params(form, at), headers=asker.headers)
+        assert response.status_code == 200, response.text
+        body = dict(response.json())
+        del body["checked_at"]
+        return body
+
+    alone = [await asked(*question) for question in questions]
+    raw = app.state.check_reader._raw
+    trips = getattr(raw, "round_trips", None)
+    together = await asyncio.gather(*(asked(*question) for question in questions))
+    assert list(together) == alone
+    if trips is not None:  # PostgreSQL: fewer trips than reads (the colleague's take two)
+        assert raw.round_trips - trips < len(questions)
+    assert {answer["reason"] for answer in alone} >= {"approved", "pending", "no_permit"}
 
 
 # --- docs/RULES.md#check-query -------------------------------------------------------------------
