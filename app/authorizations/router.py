@@ -54,7 +54,10 @@ async def check(
     """Is this stream authorised at `at`? Give `nip` + `workspace_code`, or `platform` + `channel`.
 
     Always 200 for a well-formed query, with `Cache-Control: no-store`; never stale after a
-    revocation.
+    revocation. `at` picks the permit's window, the status is the permit's status now. A
+    NIP that is not one, an unknown platform, a naive `at`, or not exactly one pair is a 422.
+    An employee who is no admin or auditor sees `permit` only for a permit they may read;
+    otherwise only `approved` or `no_permit`.
     """
     if principal.api_key is not None and not principal.has_scope("check"):
         raise Forbidden("This API key lacks the `check` scope.", code="insufficient_scope")
