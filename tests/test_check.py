@@ -1,5 +1,5 @@
-"""The check (SPEC §5): both forms of the query, every `reason`, `at`, who may ask, no caching,
-and never stale after a revoke."""
+"""The check (docs/RULES.md#check-window): both forms of the query, every `reason`, `at`,
+who may ask, no caching, and never stale after a revoke."""
 
 from __future__ import annotations
 
@@ -170,12 +170,19 @@ async def test_no_permit(client: httpx.AsyncClient, org: Org) -> None:
 async def test_pending(client: httpx.AsyncClient, org: Org) -> None:
     ask = await _asker(client, org)
     permit = await ask.office.submit(starts_in=timedelta(hours=2))
-    for answer in await ask.both():
-        assert (answer["authorized"], answer["reason"]) == (False, "pending")
-        assert answer["permit"] == _summary(permit)
-    # Still pending when its window would have begun: expired.
-    for answer in await ask.both(_at(permit, 5)):
-        assert (answer["authorized"], answer["reason"]) == (False, "expired")
+    # Still pending now: pending for any instant of its window, its start included.
+    for minutes in (0, 5, 59.99):
+        for answer in await ask.both(_at(permit, minutes)):
+            assert (answer["authorized"], answer["reason"]) == (False, "pending")
+            assert answer["permit"] == _summary(permit)
+    # Outside its window a pending permit is no candidate.
+    for at in (None, _at(permit, -1), _at(permit, 60)):
+        for answer in await ask.both(at):
+            assert (answer["authorized"], answer["reason"], answer["permit"]) == (
+                False,
+                "no_permit",
+                None,
+            )
 
 
 @pytest.mark.parametrize(("action", "reason"), [("deny", "denied"), ("cancel", "cancelled")])
@@ -188,7 +195,8 @@ async def test_denied_and_cancelled(
     nip = office.staff["nip"] if action == "cancel" else office.head["nip"]
     response = await office.act(permit["id"], action, nip, {"reason": "Tidak jadi"})
     assert response.status_code == 200, response.text
-    for at in (None, _at(permit, 5)):
+    assert (await ask.by_employee())["reason"] == "no_permit"  # outside its window
+    for at in (_at(permit, 0), _at(permit, 5)):
         for answer in await ask.both(at):
             assert (answer["authorized"], answer["reason"]) == (False, reason)
             assert answer["permit"] == _summary(permit)
@@ -209,7 +217,8 @@ async def test_revoked(client: httpx.AsyncClient, org: Org) -> None:
     await ask.office.act(permit["id"], "approve", ask.office.head["nip"])
     revoked = await ask.office.act(permit["id"], "revoke", ask.office.head["nip"], {"reason": "X"})
     assert revoked.status_code == 200
-    for at in (None, _at(permit, 5)):
+    assert (await ask.by_channel())["reason"] == "no_permit"  # outside its window
+    for at in (_at(permit, 0), _at(permit, 5)):
         for answer in await ask.both(at):
             assert (answer["authorized"], answer["reason"]) == (False, "revoked")
             assert answer["permit"] == _summary(permit)
@@ -265,7 +274,7 @@ async def test_the_approved_permit_wins_over_others_at_the_same_time(
 
 async def test_unknown_employee_and_workspace(client: httpx.AsyncClient, org: Org) -> None:
     ask = await _asker(client, org)
-    for nip in (make_nip(), "1", ADMIN_NIP[:-1] + "x"):
+    for nip in (make_nip(), make_nip(employment="pppk")):
         answer = await ask.by_employee(nip=nip)
         assert (answer["authorized"], answer["reason"], answer["permit"]) == (
             False,

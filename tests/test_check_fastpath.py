@@ -163,6 +163,7 @@ async def test_what_the_fast_path_does_not_answer_gets_the_routes_errors(
     assert_problem(await get({**good, "at": "1700000000"}, key), 422, "validation_error")
     assert_problem(await get({"platform": "myspace", "channel": "x"}, key), 422, "validation_error")
     assert_problem(await get({**good, "nip": "1" * 33}, key), 422, "validation_error")
+    assert_problem(await get({**good, "nip": "1" * 18}, key), 422, "invalid_nip")
     assert_problem(
         await get({"platform": "youtube", "channel": "c" * 201}, key), 422, "validation_error"
     )
@@ -197,21 +198,27 @@ async def test_a_revoked_key_is_refused_at_once(
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
-        (b"nip=1&workspace_code=W", ("employee", "1", "W")),
-        (b"workspace_code=W&nip=1&at=2026-01-01T09%3A00%3A00%2B07%3A00", ("employee", "1", "W")),
+        (b"nip=199001012020121001&workspace_code=W", ("employee", "199001012020121001", "W")),
+        (
+            b"workspace_code=W&nip=199001012020121001&at=2026-01-01T09%3A00%3A00%2B07%3A00",
+            ("employee", "199001012020121001", "W"),
+        ),
         (b"platform=youtube&channel=%40Kanal", ("channel", "youtube", "kanal")),
         (
             b"platform=youtube&channel=%40Kanal&at=2026-01-01T02:00:00Z",
             ("channel", "youtube", "kanal"),
         ),
-        (b"nip=1&workspace_code=W&extra=1", None),
-        (b"nip=1&nip=2&workspace_code=W", None),
+        (b"nip=199001012020121001&workspace_code=W&extra=1", None),
+        (b"nip=199001012020121001&nip=199001012020121001&workspace_code=W", None),
         (b"nip=&workspace_code=W", None),
-        (b"nip=1&workspace_code=W&at=yesterday", None),
-        (b"nip=1&workspace_code=W&at=2026-01-01T09:00:00", None),
+        (b"nip=199001012020121001&workspace_code=W&at=yesterday", None),
+        (b"nip=199001012020121001&workspace_code=W&at=2026-01-01T09:00:00", None),
+        (b"nip=1&workspace_code=W", None),  # not a NIP: the route's 422
+        (b"nip=199001012020121000&workspace_code=W", None),  # sequence 000
+        (b"nip=19900101202012100x&workspace_code=W", None),
         (b"platform=YouTube&channel=x", None),
         (b"platform=youtube&channel=", None),
-        (b"nip=1&workspace_code=W&platform=youtube&channel=x", None),
+        (b"nip=199001012020121001&workspace_code=W&platform=youtube&channel=x", None),
         (b"", None),
     ],
 )

@@ -17,11 +17,13 @@ import pytest
 from fastapi import FastAPI
 
 from app.authorizations import service
-from app.authorizations.reader import CANDIDATES, Candidate, CheckReader, Form, Kept, Reading
+from app.authorizations.reader import LIVE, Candidate, CheckReader, Form, Kept, Reading
 from app.permits.vocabulary import channel_key
+from app.timeutil import utcnow
 from tests.conftest import BACKENDS
 from tests.permits_support import Office, move_window
 from tests.support import Org
+from tests.test_check_rules import every_permit
 
 pytestmark = pytest.mark.anyio
 
@@ -63,32 +65,38 @@ async def _compare_at_every_edge(
     how many times the service ran the statement, and how many checks it answered."""
     moments = {base - timedelta(hours=1), base + timedelta(days=2)}
     for form in ("employee", "channel"):
-        for candidate in (await _fresh(app, office, form, base - timedelta(days=1))).candidates:
-            for edge in (candidate.starts_at, candidate.ends_at):
+        for permit in await every_permit(app, form, *_pair(office, form)):
+            for edge in (permit.starts_at, permit.ends_at):
                 moments |= {edge - MICROSECOND, edge, edge + MICROSECOND}
     before = _reads(app)
+    forms: tuple[Form, ...] = ("employee", "channel")
     for at in sorted(moments):
-        for form in ("employee", "channel"):
+        for form in forms:
             if form == "employee":
                 params = {"nip": office.staff["nip"], "workspace_code": office.workspace["code"]}
             else:
                 params = {"platform": "youtube", "channel": CHANNEL}
             answer = await _ask(client, headers, {**params, "at": _instant(at)})
             again = await _ask(client, headers, {**params, "at": _instant(at)})
+            now = utcnow()
             expected = service.body(
-                service.decide(form, await _fresh(app, office, form, at), at), at
+                service.decide(form, await _fresh(app, office, form, at, now), at, now), at
             )
             del expected["checked_at"]
             assert answer == again == expected, (form, at)
     return _reads(app) - before, 2 * 2 * len(moments)
 
 
-async def _fresh(app: FastAPI, office: Office, form: Form, at: datetime) -> Reading:
+def _pair(office: Office, form: Form) -> tuple[str, str]:
+    if form == "employee":
+        return office.staff["nip"], office.workspace["code"]
+    return "youtube", channel_key(CHANNEL)
+
+
+async def _fresh(app: FastAPI, office: Office, form: Form, at: datetime, now: datetime) -> Reading:
     """The statement's reading at `at`, read now, nothing kept."""
     fresh = CheckReader(app.state.check_reader._raw, keep=False)
-    if form == "employee":
-        return await fresh.read(form, office.staff["nip"], office.workspace["code"], at)
-    return await fresh.read(form, "youtube", channel_key(CHANNEL), at)
+    return await fresh.read(form, *_pair(office, form), at, now)
 
 
 async def test_kept_answers_are_a_fresh_reads_at_every_start_and_end(
@@ -106,18 +114,35 @@ async def test_kept_answers_are_a_fresh_reads_at_every_start_and_end(
         (240, 30, "cancel"),
         (300, 60, "approve"),
         (300, 60, None),  # the same window, pending: the last to end are tied
+        # And in another room (approvals of one room never overlap): on the channel, an
+        # approval tied with the one above, so the last to end are tied by id.
+        (300, 60, "approve in another room"),
     ]
+    room = await org.workspace(office.unit["code"])
     for offset, minutes, decision in windows:
         start = base + timedelta(minutes=offset)
-        permit = await office.submit(start=start, minutes=minutes, channel=CHANNEL)
+        elsewhere = (
+            {"workspace_code": room["code"]} if decision == "approve in another room" else {}
+        )
+        permit = await office.submit(start=start, minutes=minutes, channel=CHANNEL, **elsewhere)
         if decision == "cancel":
             acted = await office.act(permit["id"], "cancel", office.staff["nip"])
         elif decision == "deny":
             acted = await office.act(permit["id"], "deny", head, {"reason": "Bentrok acara"})
-        elif decision == "approve":
+        elif decision is not None:
             acted = await office.act(permit["id"], "approve", head)
         if decision is not None:
             assert acted.status_code == 200, acted.text
+    # Pending while its start passed in real time, overlapping an approval: expired now,
+    # whichever instant is asked.
+    overdue = await office.submit(start=base, minutes=60, channel=CHANNEL)
+    await move_window(app, overdue["id"], timedelta(minutes=-30), minutes=60 * 8)
+    approved = await office.submit(
+        start=base, minutes=60, channel=CHANNEL, workspace_code=room["code"]
+    )
+    acted = await office.act(approved["id"], "approve", head)
+    assert acted.status_code == 200, acted.text
+    await move_window(app, approved["id"], timedelta(minutes=-20), minutes=10)
 
     reads, asked = await _compare_at_every_edge(app, client, headers, office, base)
     if backend == "sqlite":
@@ -129,19 +154,19 @@ async def test_kept_answers_are_a_fresh_reads_at_every_start_and_end(
 async def test_a_crowded_pair_is_read_at_every_instant(
     client: httpx.AsyncClient, org: Org, app: FastAPI, backend: str
 ) -> None:
-    """More live permits than the statement reads: the approval starting after twenty
-    pending windows is left out before they start, so that reading cannot be kept."""
+    """As many live permits as the statement reads at most: the reading may have left some
+    out, so it cannot be kept, and yet it answers as every permit of the pair would."""
     office = await Office.create(org)
     headers = await _key(client, org)
     base = (datetime.now(UTC) + timedelta(hours=2)).replace(second=0, microsecond=0)
-    for n in range(CANDIDATES):
+    for n in range(LIVE):
         await office.submit(start=base + timedelta(minutes=n), minutes=240, channel=CHANNEL)
     approved = await office.submit(start=base + timedelta(minutes=60), channel=CHANNEL)
     acted = await office.act(approved["id"], "approve", office.head["nip"])
     assert acted.status_code == 200, acted.text
 
     reads, _ = await _compare_at_every_edge(app, client, headers, office, base)
-    assert reads >= 2 * 2 * CANDIDATES  # read again at least while all are live
+    assert reads >= 2 * 2 * LIVE  # read again at least while all are live
 
 
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b == "sqlite"], indirect=True)
@@ -235,28 +260,49 @@ def _candidate(n: int, starts_at: datetime, minutes: int = 60) -> Candidate:
         id=f"p{n:03d}",
         requester_nip="199001012020121001",
         workspace_code="R-1",
+        unit_code="U-1",
         platform="youtube",
         channel=CHANNEL,
         starts_at=starts_at,
         ends_at=starts_at + timedelta(minutes=minutes),
         status="pending",
+        decided_by=None,
+        closed_by=None,
         requester_active=True,
     )
 
 
 def _reading(candidates: list[Candidate]) -> Reading:
-    return Reading(None, False, None, None, True, True, candidates)
+    return Reading(None, False, None, None, False, False, True, True, candidates)
 
 
 def test_a_crowded_pair_is_never_kept() -> None:
-    """With `CANDIDATES` live permits the statement may have left some out, so the reading
+    """With `LIVE` live permits the statement may have left some out, so the reading
     says nothing about later instants."""
     now = datetime(2026, 12, 2, 8, tzinfo=UTC)
     ended = _candidate(0, now - timedelta(hours=3))
-    live = [_candidate(n, now + timedelta(minutes=n), 600) for n in range(1, CANDIDATES + 1)]
+    live = [_candidate(n, now + timedelta(minutes=n), 600) for n in range(1, LIVE + 1)]
     assert Kept.of(_reading([*live, ended]), now) is None
     kept = Kept.of(_reading([*live[:-1], ended]), now)
     assert kept is not None
     assert kept.holds_at(now)
     assert kept.holds_at(now + timedelta(days=3650))
     assert not kept.holds_at(now - MICROSECOND)
+
+
+def test_a_kept_reading_judges_the_status_at_the_moment_of_each_check() -> None:
+    """A pending permit whose start passes in real time while nothing is committed: the
+    kept reading still holds it, and the status is judged at each check's moment
+    (docs/RULES.md#expiry), not at the moment it was read."""
+    read_at = datetime(2026, 12, 2, 8, tzinfo=UTC)
+    pending = _candidate(1, read_at + timedelta(hours=1))
+    kept = Kept.of(_reading([pending]), read_at)
+    assert kept is not None
+    inside = read_at + timedelta(hours=1, minutes=30)
+    assert kept.holds_at(inside)
+    before_start = read_at + timedelta(minutes=59)
+    verdict = service.decide("channel", kept.reading, inside, before_start)
+    assert (verdict.reason, verdict.row) == ("pending", pending)
+    after_start = read_at + timedelta(hours=1)
+    verdict = service.decide("channel", kept.reading, inside, after_start)
+    assert (verdict.reason, verdict.row) == ("expired", pending)

@@ -5,13 +5,13 @@ second, nearly always the same way: one credential, one complete pair of
 parameters. This ASGI layer answers exactly that case itself, with one reading
 that validates the credential and fetches the candidate permits (one statement;
 on SQLite a kept reading while nothing was committed: `app.authorizations.reader`),
-and the same ranking as the route
-(`app.authorizations.service.decide`). Anything else — a missing, malformed,
-unknown, revoked or unscoped credential, a parameter out of its declared range,
-an unknown or repeated parameter, a CORS request — goes on to the FastAPI route,
-which owns validation and every error. So the fast path can only ever give the
-answer the route would give, sooner; it never refuses anything itself, except
-that a database it cannot reach gets the same 503 problem the route would give.
+and the same rules, disclosure and body as the route (`app.authorizations.service`).
+Anything else — a missing, malformed, unknown, revoked or unscoped credential, a
+parameter out of its declared range or not a NIP, an unknown or repeated parameter,
+a CORS request — goes on to the FastAPI route, which owns validation and every error
+(docs/RULES.md#check-query). So the fast path can only ever give the answer the
+route would give, sooner; it never refuses anything itself, except that a database
+it cannot reach gets the same 503 problem the route would give.
 
 The outer layers (request id, security headers, access log, rate limit) still
 apply: this layer sits inside them, just outside FastAPI's routing.
@@ -30,6 +30,7 @@ from starlette.types import Scope, Send
 from app.auth.dependencies import API_KEY_PREFIX, could_be_key_id, hash_secret
 from app.authorizations import service
 from app.authorizations.reader import CheckReader, Form, Reading
+from app.authorizations.service import Caller
 from app.errors import AppError, app_error_response
 from app.fastpath import (
     FastPath,
@@ -83,8 +84,8 @@ class Query:
                 return None
         if form == "employee":
             nip, workspace = params["nip"], params["workspace_code"]
-            if not (0 < len(nip) <= 32 and 0 < len(workspace) <= 32):
-                return None
+            if not 0 < len(workspace) <= 32 or service.nip_error(nip) is not None:
+                return None  # the route says what is wrong (docs/RULES.md#check-query)
             return cls(form, nip, workspace, at)
         platform, channel = params["platform"], params["channel"]
         if platform not in PLATFORMS or not 0 < len(channel) <= 200:
@@ -156,15 +157,21 @@ class CheckFastPath(FastPath):
                 query.first,
                 query.second,
                 at,
+                checked_at,
                 key_id=credential.key_id,
                 caller=credential.caller,
             )
+            if not credential.accepted_by(reading):
+                return False
+            caller = None
+            if credential.caller is not None:
+                caller = Caller(
+                    credential.caller, reading.caller_is_admin, reading.caller_is_auditor
+                )
+            verdict = await service.answer(reader, query.form, reading, at, checked_at, caller)
         except AppError as exc:  # the database is unavailable: the route would say the same
             await app_error_response(exc, CHECK_PATH)(scope, no_receive, send)
             return True
-        if not credential.accepted_by(reading):
-            return False
-        answer = service.decide(query.form, reading, at)
-        await send_json(send, service.body(answer, checked_at), [_NO_STORE])
+        await send_json(send, service.body(verdict, checked_at), [_NO_STORE])
         self.count.answered += 1
         return True

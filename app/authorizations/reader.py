@@ -1,29 +1,37 @@
-"""The check's one round trip to the database, below the ORM (SPEC §5).
+"""The check's reading of the database, below the ORM (docs/RULES.md#check-ranking).
 
-A single SQL statement answers everything a check needs: the caller's credential
-(the API key's row, or the active flag of the employee a token names), whether
-the employee and the workspace exist, and the candidate permits of an
-(employee, workspace) or a (platform, channel) pair:
+A single SQL statement reads everything a check needs: the caller's credential
+(the API key's row, or the active, admin and auditor flags of the employee a token
+names), whether the employee and the workspace exist, and the permits of an
+(employee, workspace) or a (platform, channel) pair that `rules.evaluate` may pick
+for the instant `at`, judged at the moment `now`:
 
-* up to `CANDIDATES` permits still running or to come at the instant: the approved
-  one holding the instant first (so pending windows cannot crowd it out), then by
-  start;
-* the permits that ended last by the instant (the ties of its latest end, up to
-  `CANDIDATES`, by id from the last: the ranking's tie-break).
+* the best permit covering `at`, ranked in SQL by the very data `rules.evaluate`
+  ranks by (`rules.COVERING_RANK`), LIMIT 1;
+* the next approved permit to start after `at`, LIMIT 1;
+* the last approved permit to end by `at`, LIMIT 1;
+* where readings are kept (below), also the live permits (`ends_at` > `at`), up to
+  `LIVE` of them by `ends_at`.
 
-Every part is an index range scan over (pair, `ends_at`), so its cost follows
-the live permits of the pair, not the history.
+The first three are what `rules.evaluate` picks from every permit of the pair, so
+the answer is the same however many permits the pair has. Every part is an index
+range scan over (pair, `ends_at`), so its cost follows the live permits of the
+pair (and, for the last approved, the history since it ended), not all of it.
 
 It runs on the hot reads' own connection (`app.rawdb`), so an acknowledged
-revocation is seen by every later check.
+revocation is seen by every later check (docs/RULES.md#never-stale).
 
 Where the database can say cheaply whether anything was committed since it last
-looked (SQLite, `RawReader.version`), a reading is kept and answers the same
-check for any later instant until something is committed (`Kept`): asking costs a
-few microseconds on every check, instead of the statement, and any commit at all
-(a revoke, a key revoked, an employee deactivated, by this process or another)
-forgets every kept reading. On PostgreSQL only a round trip could tell, so every
-check reads.
+looked (SQLite, `RawReader.version`), a reading that holds every live permit is
+kept and answers the same check for any later instant until something is committed
+(`Kept`): asking costs a few microseconds on every check, instead of the statement,
+and any commit at all (a revoke, a key revoked, an employee deactivated, by this
+process or another) forgets every kept reading. On PostgreSQL only a round trip
+could tell, so every check reads, and the live permits are not read.
+
+A plain employee who is no party of the permit picked needs its approvers now for
+the disclosure rule (docs/RULES.md#check-disclosure): `CheckReader.approvers` reads
+them, a second statement only in that case.
 """
 
 from __future__ import annotations
@@ -33,10 +41,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from app.authorizations.rules import COVERING_RANK, COVERING_TIES, LAST_TO_END, NEXT_TO_START
+from app.permits.approvers import CHAIN_ORDER, Approver, approvers, chain, units_of
 from app.rawdb import RawReader, Statement
 
-CANDIDATES = 20
-"""Live permits read per check, by start; more can only be pending windows nobody decided."""
+LIVE = 20
+"""Live permits read per check where readings are kept, by `ends_at`: a reading holding
+fewer holds them all, and may answer later instants (`Kept`)."""
 
 MOST_KEPT = 10_000
 """Readings kept at most; when full they are all forgotten, which costs reads, not truth."""
@@ -44,8 +55,8 @@ MOST_KEPT = 10_000
 Form = Literal["employee", "channel"]
 
 _PERMIT = (
-    "p.id, p.requester_nip, p.workspace_code, p.platform, p.channel, "
-    "p.starts_at, p.ends_at, p.status"
+    "p.id, p.requester_nip, p.workspace_code, p.unit_code, p.platform, p.channel, "
+    "p.starts_at, p.ends_at, p.status, p.decided_by, p.closed_by"
 )
 _PAIR = {
     "employee": "{t}.requester_nip = :first AND {t}.workspace_code = :second",
@@ -58,35 +69,71 @@ _REQUESTER = {
     "channel": "(SELECT r.active FROM employees AS r WHERE r.nip = p.requester_nip)",
 }
 
+_STATUS_NOW = (
+    # `app.permits.lifecycle.effective_status` in SQL: a pending permit whose start has
+    # passed by `:now` is expired (docs/RULES.md#expiry).
+    "CASE WHEN p.status = 'pending' AND p.starts_at <= :now THEN 'expired' ELSE p.status END"
+)
+COVERING_ORDER = (
+    f"CASE {_STATUS_NOW} "
+    + "".join(f"WHEN '{status}' THEN {n} " for n, status in enumerate(COVERING_RANK))
+    + f"ELSE {len(COVERING_RANK)} END, "
+    + ", ".join(f"p.{column}" for column in COVERING_TIES)
+)
+"""`rules.evaluate`'s ranking of covering permits, from the same data."""
 
 PARAMETERS = {
     "first": "text",
     "second": "text",
     "at": "timestamptz",
+    "now": "timestamptz",
     "key_id": "text",
     "caller": "text",
 }
 
 
-def statement(form: Form) -> str:
-    """The statement of a form; built only from the constants above, values are parameters.
+def _part(where: str, order: str, limit: int) -> str:
+    return (
+        f"SELECT * FROM (SELECT {_PERMIT} FROM permits AS p WHERE {where} "  # noqa: S608
+        f"ORDER BY {order} LIMIT {limit}) AS part"
+    )
 
-    The live permits come approved-and-holding-the-instant first, so that pending
-    windows crowding the pair can never push the one approval out of the first
-    `CANDIDATES`; then by start.
-    """
+
+def candidates(form: Form, *, live: bool) -> str:
+    """The pair's permits `rules.evaluate` may pick at `:at` and `:now` (module docstring);
+    with `live`, also up to `LIVE` live permits by `ends_at`."""
     pair, pair_q = _PAIR[form].format(t="p"), _PAIR[form].format(t="q")
-    last_end = (
-        f"SELECT q.ends_at FROM permits AS q WHERE {pair_q} AND q.ends_at <= :at "  # noqa: S608
-        "ORDER BY q.ends_at DESC LIMIT 1"
+    # The end of the last approval by `at` first, then its ties by id: both follow the
+    # index, where one ORDER BY of both would sort every approval of the pair's history.
+    last_approved_end = (
+        f"SELECT q.ends_at FROM permits AS q WHERE {pair_q} AND q.status = 'approved' "  # noqa: S608
+        "AND q.ends_at <= :at ORDER BY q.ends_at DESC LIMIT 1"
     )
-    candidates = (
-        f"SELECT * FROM (SELECT {_PERMIT} FROM permits AS p WHERE {pair} AND p.ends_at > :at "  # noqa: S608
-        "ORDER BY (p.status = 'approved' AND p.starts_at <= :at) DESC, p.starts_at "
-        f"LIMIT {CANDIDATES}) AS live "
-        f"UNION ALL SELECT * FROM (SELECT {_PERMIT} FROM permits AS p WHERE {pair} "
-        f"AND p.ends_at = ({last_end}) ORDER BY p.id DESC LIMIT {CANDIDATES}) AS ended"
-    )
+    # Conditions on `starts_at` are written `NOT …`: as a range, they could lead SQLite to
+    # the workspace's (workspace_code, starts_at) index, every requester's permits, instead
+    # of the pair's.
+    parts = [
+        # docs/RULES.md#check-ranking (1): the best permit covering `at`.
+        _part(f"{pair} AND p.ends_at > :at AND NOT p.starts_at > :at", COVERING_ORDER, 1),
+        # (2): the next approved permit to start, and the last approved one to end.
+        _part(
+            f"{pair} AND p.ends_at > :at AND NOT p.starts_at <= :at AND p.status = 'approved'",
+            ", ".join(f"p.{column}" for column in NEXT_TO_START),
+            1,
+        ),
+        _part(
+            f"{pair} AND p.ends_at = ({last_approved_end}) AND p.status = 'approved'",
+            ", ".join(f"p.{column} DESC" for column in LAST_TO_END),
+            1,
+        ),
+    ]
+    if live:
+        parts.append(_part(f"{pair} AND p.ends_at > :at", "p.ends_at", LIVE))
+    return " UNION ALL ".join(parts)
+
+
+def statement(form: Form, *, live: bool = False) -> str:
+    """The statement of a form; built only from the constants above, values are parameters."""
     if form == "employee":
         subject = "e.active AS employee_active, w.code IS NOT NULL AS workspace_known"
         subject_joins = (
@@ -98,28 +145,38 @@ def statement(form: Form) -> str:
         subject_joins = ""
     return (
         "SELECT k.secret_sha256 AS key_secret_sha256, k.revoked_at IS NOT NULL AS key_revoked, "  # noqa: S608 (constants only)
-        f"k.scopes AS key_scopes, c.active AS caller_active, {subject}, "
+        "k.scopes AS key_scopes, c.active AS caller_active, c.is_admin AS caller_is_admin, "
+        f"c.is_auditor AS caller_is_auditor, {subject}, "
         f"p.*, {_REQUESTER[form]} AS requester_active "
         "FROM (SELECT 1 AS one) AS one "
         f"{subject_joins}"
         "LEFT JOIN api_keys AS k ON k.id = :key_id "
         "LEFT JOIN employees AS c ON c.nip = :caller "
-        f"LEFT JOIN ({candidates}) AS p ON 1 = 1"
+        f"LEFT JOIN ({candidates(form, live=live)}) AS p ON 1 = 1"
     )
+
+
+APPROVERS = Statement(
+    f"{chain(':code')} ORDER BY {CHAIN_ORDER}", {"code": "text", "at": "timestamptz"}
+)
+"""The deciders of a unit and of its ancestors (`app.permits.approvers.chain`)."""
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A permit the ranking may pick (`app.authorizations.service.decide`)."""
+    """A permit row `rules.evaluate` may pick and `rules.disclose` judges."""
 
     id: str
     requester_nip: str
     workspace_code: str
+    unit_code: str
     platform: str
     channel: str
     starts_at: datetime
     ends_at: datetime
     status: str
+    decided_by: str | None
+    closed_by: str | None
     requester_active: bool
 
 
@@ -131,49 +188,61 @@ class Reading:
     key_revoked: bool
     key_scopes: str | list[str] | None  # JSON text on SQLite, parsed by the caller
     caller_active: bool | None  # None: the token names no employee (or none asked about)
+    caller_is_admin: bool
+    caller_is_auditor: bool
     employee_active: bool | None  # (employee, workspace) form only
     workspace_known: bool
-    candidates: Sequence[Candidate]
+    candidates: Sequence[Candidate]  # each permit once, in no particular order
+
+
+_HEAD = 8  # the columns before the permit's
 
 
 def _reading(rows: Sequence[Any], stamp: Callable[[Any], datetime]) -> Reading:
     head = rows[0]
-    candidates = [
-        Candidate(
-            id=row[6],
-            requester_nip=row[7],
-            workspace_code=row[8],
-            platform=row[9],
-            channel=row[10],
-            starts_at=stamp(row[11]),
-            ends_at=stamp(row[12]),
-            status=row[13],
-            requester_active=bool(row[14]),
+    candidates: dict[str, Candidate] = {}
+    for row in rows:
+        permit = row[_HEAD:]
+        if permit[0] is None or permit[0] in candidates:
+            continue
+        candidates[permit[0]] = Candidate(
+            id=permit[0],
+            requester_nip=permit[1],
+            workspace_code=permit[2],
+            unit_code=permit[3],
+            platform=permit[4],
+            channel=permit[5],
+            starts_at=stamp(permit[6]),
+            ends_at=stamp(permit[7]),
+            status=permit[8],
+            decided_by=permit[9],
+            closed_by=permit[10],
+            requester_active=bool(permit[11]),
         )
-        for row in rows
-        if row[6] is not None
-    ]
     return Reading(
         key_secret_sha256=head[0],
         key_revoked=bool(head[1]),
         key_scopes=head[2],
         caller_active=None if head[3] is None else bool(head[3]),
-        employee_active=None if head[4] is None else bool(head[4]),
-        workspace_known=bool(head[5]),
-        candidates=candidates,
+        caller_is_admin=bool(head[4]),
+        caller_is_auditor=bool(head[5]),
+        employee_active=None if head[6] is None else bool(head[6]),
+        workspace_known=bool(head[7]),
+        candidates=list(candidates.values()),
     )
 
 
 @dataclass(frozen=True, slots=True)
 class Kept:
-    """A reading read for the instant `since`, which answers for any later instant while
-    nothing is committed.
+    """A reading read for the instant `since`, which answers for any later instant (at any
+    later moment) while nothing is committed.
 
-    It holds every permit live at `since` (fewer than `CANDIDATES`, so the statement's
-    limit left none out) and those that ended last by then. For a later instant
-    the statement would return the ones of these still live, and those that ended
-    last by then: no more than are here. The ranking (`service.decide`) sorts the
-    same rows out of these by the instant asked, so it answers as a fresh read would.
+    It holds every permit live at `since` (fewer than `LIVE`, so the statement's limit
+    left none out) and the last approved permit to end by then. For a later instant
+    `at`, every permit covering `at` and every approved one still to start is live at
+    `since`, and the last approved to end by `at` ended by `since` or was live then:
+    `rules.evaluate` finds here every row it would pick from all the pair's permits,
+    whatever the moment (a status now is computed from the row, not read).
     """
 
     since: datetime
@@ -182,7 +251,7 @@ class Kept:
     @classmethod
     def of(cls, reading: Reading, at: datetime) -> Kept | None:
         """None when the live permits may not all be there (the statement's limit)."""
-        if sum(c.ends_at > at for c in reading.candidates) >= CANDIDATES:
+        if sum(c.ends_at > at for c in reading.candidates) >= LIVE:
             return None
         return cls(at, reading)
 
@@ -196,9 +265,11 @@ class CheckReader:
 
     def __init__(self, raw: RawReader, *, keep: bool = True) -> None:
         self._raw = raw
-        self._keep = keep  # False: every check reads (the tests compare against it)
+        # False (or a database that cannot say what was committed): every check reads.
+        self._keep = keep and raw.version() is not None
         self._statements = {
-            form: Statement(statement(form), PARAMETERS) for form in ("employee", "channel")
+            form: Statement(statement(form, live=self._keep), PARAMETERS)
+            for form in ("employee", "channel")
         }
         self._kept: dict[tuple[str, str, str, str | None, str | None], Kept] = {}
         self._kept_version: int | None = None
@@ -210,10 +281,12 @@ class CheckReader:
         first: str,
         second: str,
         at: datetime,
+        now: datetime,
         *,
         key_id: str | None = None,
         caller: str | None = None,
     ) -> Reading:
+        """The reading of a pair for the instant `at`, at the moment `now`."""
         version = self._raw.version() if self._keep else None
         key = (form, first, second, key_id, caller)
         if version is not None:
@@ -226,7 +299,14 @@ class CheckReader:
         self.statements_run += 1
         rows = await self._raw.fetch(
             self._statements[form],
-            {"first": first, "second": second, "at": at, "key_id": key_id, "caller": caller},
+            {
+                "first": first,
+                "second": second,
+                "at": at,
+                "now": now,
+                "key_id": key_id,
+                "caller": caller,
+            },
         )
         reading = _reading(rows, self._raw.instant)
         if version is not None and version == self._kept_version:
@@ -239,3 +319,10 @@ class CheckReader:
                     self._kept.clear()
                 self._kept[key] = kept
         return reading
+
+    async def approvers(self, permit: Candidate, now: datetime) -> list[Approver]:
+        """The permit's approvers now (docs/RULES.md#readers): who may decide or revoke it."""
+        rows = await self._raw.fetch(APPROVERS, {"code": permit.unit_code, "at": now})
+        return approvers(
+            units_of(rows), unit_code=permit.unit_code, requester_nip=permit.requester_nip
+        )

@@ -1,8 +1,8 @@
-"""`GET /api/v1/authorizations/check`: for gateways, bots and guards (SPEC §5)."""
+"""`GET /api/v1/authorizations/check`, for gateways, bots and guards: docs/RULES.md#check-window."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -10,26 +10,14 @@ from pydantic import BaseModel
 
 from app.auth.dependencies import CurrentPrincipal
 from app.authorizations import service
+from app.authorizations.reader import CheckReader, Form
+from app.authorizations.rules import Reason
+from app.authorizations.service import Caller
 from app.errors import API_PROBLEMS, Forbidden, InvalidInput, field_error
 from app.permits.vocabulary import Platform, channel_key
 from app.timeutil import InstantIn, utcnow
 
 router = APIRouter(prefix="/api/v1/authorizations", tags=["authorizations"])
-
-Reason = Literal[
-    "approved",
-    "no_permit",
-    "pending",
-    "denied",
-    "revoked",
-    "cancelled",
-    "expired",
-    "not_started",
-    "ended",
-    "unknown_employee",
-    "unknown_workspace",
-    "employee_inactive",
-]
 
 
 class CheckedPermit(BaseModel):
@@ -66,7 +54,10 @@ async def check(
     """Is this stream authorised at `at`? Give `nip` + `workspace_code`, or `platform` + `channel`.
 
     Always 200 for a well-formed query, with `Cache-Control: no-store`; never stale after a
-    revocation.
+    revocation. `at` picks the permit's window, the status is the permit's status now. A
+    NIP that is not one, an unknown platform, a naive `at`, or not exactly one pair is a 422.
+    An employee who is no admin or auditor sees `permit` only for a permit they may read;
+    otherwise only `approved` or `no_permit`.
     """
     if principal.api_key is not None and not principal.has_scope("check"):
         raise Forbidden("This API key lacks the `check` scope.", code="insufficient_scope")
@@ -84,13 +75,27 @@ async def check(
                 field_error(["query"], "one complete pair of parameters", "invalid_check_query")
             ],
         )
+    if nip is not None and (problem := service.nip_error(nip)) is not None:
+        # docs/RULES.md#check-query: the NIP rule of `app.org.nip`.
+        raise InvalidInput(
+            f"`nip` is not a NIP: {problem}.",
+            code="invalid_nip",
+            errors=[field_error(["query", "nip"], problem, "invalid_nip")],
+        )
     checked_at = utcnow()
-    reader = request.app.state.check_reader
+    reader: CheckReader = request.app.state.check_reader
+    form: Form
     if nip is not None and workspace_code is not None:
-        answer = await service.check(reader, "employee", nip, workspace_code, at or checked_at)
+        form, first, second = "employee", nip, workspace_code
     else:
         assert platform is not None
         assert channel is not None
-        key = channel_key(channel)
-        answer = await service.check(reader, "channel", platform, key, at or checked_at)
-    return JSONResponse(service.body(answer, checked_at), headers={"Cache-Control": "no-store"})
+        form, first, second = "channel", platform, channel_key(channel)
+    at = at or checked_at
+    employee = principal.employee
+    caller = (
+        None if employee is None else Caller(employee.nip, employee.is_admin, employee.is_auditor)
+    )
+    reading = await reader.read(form, first, second, at, checked_at)
+    verdict = await service.answer(reader, form, reading, at, checked_at, caller)
+    return JSONResponse(service.body(verdict, checked_at), headers={"Cache-Control": "no-store"})

@@ -1,27 +1,70 @@
-"""The check: "is this stream authorised at this instant?" (SPEC §5).
+"""The check: "is this stream authorised at this instant?" (docs/RULES.md#check-window).
 
-`app.authorizations.reader` fetches, in one round trip, the
-candidate permits of an (employee, workspace) or a (platform, channel) pair;
-`decide` turns them into the answer. Both the full route and the fast path
-(`app.authorizations.fastpath`) answer through here, so they cannot disagree.
+`app.authorizations.reader` reads a pair's candidate permits in one round trip;
+`app.authorizations.rules` judges them (`evaluate`) and says how much of the answer the
+caller may see (`disclose`); `body` shapes the response. The full route and the fast
+path (`app.authorizations.fastpath`) both answer through `answer`, so they cannot
+disagree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from app.authorizations.reader import Candidate, CheckReader, Form, Reading
+from app.authorizations.rules import Verdict, disclose, evaluate, needs_approvers
+from app.org.nip import NipError, infer_employment
 from app.timeutil import format_instant
 
 
 @dataclass(frozen=True)
-class Answer:
-    authorized: bool
-    reason: str
-    permit: dict[str, Any] | None = None
+class Caller:
+    """An employee asking (`app.permits.visibility.ReaderFacts`); service clients are None."""
+
+    nip: str
+    is_admin: bool
+    is_auditor: bool
+
+
+def nip_error(nip: str) -> str | None:
+    """Why `nip` is no NIP (`app.org.nip`, PNS or PPPK), or None (docs/RULES.md#check-query)."""
+    try:
+        infer_employment(nip)
+    except NipError as exc:
+        return str(exc)
+    return None
+
+
+def decide(form: Form, reading: Reading, at: datetime, now: datetime) -> Verdict[Candidate]:
+    """The full answer for `at`, judged at the moment `now` (docs/RULES.md#check-ranking)."""
+    if form == "employee":
+        if reading.employee_active is None:
+            return Verdict("unknown_employee")
+        if not reading.employee_active:
+            return Verdict("employee_inactive")
+        if not reading.workspace_known:
+            return Verdict("unknown_workspace")
+    return evaluate(reading.candidates, at, now)
+
+
+async def answer(
+    reader: CheckReader,
+    form: Form,
+    reading: Reading,
+    at: datetime,
+    now: datetime,
+    caller: Caller | None,
+) -> Verdict[Candidate]:
+    """The answer `caller` gets (docs/RULES.md#check-disclosure): the verdict, and, only
+    when the caller is an employee who is no party of its permit, a read of the
+    permit's approvers now."""
+    verdict = decide(form, reading, at, now)
+    if needs_approvers(verdict, caller):
+        assert verdict.row is not None
+        return disclose(verdict, caller, await reader.approvers(verdict.row, now))
+    return disclose(verdict, caller)
 
 
 def _permit_json(row: Candidate) -> dict[str, Any]:
@@ -36,56 +79,11 @@ def _permit_json(row: Candidate) -> dict[str, Any]:
     }
 
 
-def _pick(rows: Sequence[Candidate], at: datetime) -> tuple[str, Candidate | None]:
-    """Rank candidate permits for `at`; the order they come in does not matter.
-
-    1. a permit whose window holds `at`: approved ones first, then the earliest;
-    2. else the next permit to come: approved (not_started), then pending, then others;
-    3. else the last permit that ended: approved (ended), else its own status.
-    A pending permit whose start has passed is expired, whether or not a sweep ran.
-    """
-    current = [r for r in rows if r.starts_at <= at < r.ends_at]
-    if current:
-        row = min(current, key=lambda r: (r.status != "approved", r.starts_at, r.id))
-        return ("expired" if row.status == "pending" else row.status), row
-    upcoming = [r for r in rows if r.starts_at > at]
-    if upcoming:
-        rank = {"approved": 0, "pending": 1}
-        row = min(upcoming, key=lambda r: (rank.get(r.status, 2), r.starts_at, r.id))
-        return ("not_started" if row.status == "approved" else row.status), row
-    past = [r for r in rows if r.ends_at <= at]
-    if past:
-        row = max(past, key=lambda r: (r.ends_at, r.id))
-        status = "expired" if row.status == "pending" else row.status
-        return ("ended" if status == "approved" else status), row
-    return "no_permit", None
-
-
-def decide(form: Form, reading: Reading, at: datetime) -> Answer:
-    if form == "employee":
-        if reading.employee_active is None:
-            return Answer(False, "unknown_employee")
-        if not reading.employee_active:
-            return Answer(False, "employee_inactive")
-        if not reading.workspace_known:
-            return Answer(False, "unknown_workspace")
-    reason, row = _pick(reading.candidates, at)
-    if row is None:
-        return Answer(False, reason)
-    if reason == "approved" and not row.requester_active:
-        return Answer(False, "employee_inactive", _permit_json(row))
-    return Answer(reason == "approved", reason, _permit_json(row))
-
-
-def body(answer: Answer, checked_at: datetime) -> dict[str, Any]:
+def body(verdict: Verdict[Candidate], checked_at: datetime) -> dict[str, Any]:
+    """The response body (`router.CheckResult`), for the route and the fast path alike."""
     return {
-        "authorized": answer.authorized,
-        "reason": answer.reason,
+        "authorized": verdict.authorized,
+        "reason": verdict.reason,
         "checked_at": format_instant(checked_at),
-        "permit": answer.permit,
+        "permit": None if verdict.row is None else _permit_json(verdict.row),
     }
-
-
-async def check(reader: CheckReader, form: Form, first: str, second: str, at: datetime) -> Answer:
-    """The answer for (nip, workspace_code) or (platform, channel_key) at `at`."""
-    return decide(form, await reader.read(form, first, second, at), at)
