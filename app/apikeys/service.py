@@ -7,7 +7,7 @@ import secrets
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import append_event
-from app.auth.dependencies import API_KEY_PREFIX, could_be_key_id, hash_secret
+from app.auth.credentials import API_KEY_PREFIX, could_be_key_id, hash_secret
 from app.auth.models import ApiKey
 from app.errors import Conflict, NotFound
 from app.ids import new_id

@@ -13,8 +13,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 
-from app.auth.dependencies import Admin, CurrentEmployee
-from app.db import SessionDep
+from app.auth.dependencies import Admin, CurrentEmployee, WriteSession
+from app.db import ReadSession
 from app.errors import API_PROBLEMS, NotFound, created_links, problem_responses
 from app.org import delegations as delegation_service
 from app.org import service
@@ -56,7 +56,7 @@ def _created(response: Response, location: str) -> None:
 
 
 @router.get("/me", tags=["organisation"])
-async def read_me(session: SessionDep, employee: CurrentEmployee) -> MeOut:
+async def read_me(session: ReadSession, employee: CurrentEmployee) -> MeOut:
     """The caller's employee record, the units they head and the delegations they hold now."""
     heads = (
         await session.scalars(
@@ -96,7 +96,7 @@ async def read_me(session: SessionDep, employee: CurrentEmployee) -> MeOut:
     ),
 )
 async def create_unit(
-    body: UnitCreate, session: SessionDep, admin: Admin, response: Response
+    body: UnitCreate, session: WriteSession, admin: Admin, response: Response
 ) -> UnitOut:
     """Create a unit (unit kerja). Admins only."""
     unit = await service.create_unit(session, admin.nip, body)
@@ -106,7 +106,7 @@ async def create_unit(
 
 @router.get("/units", tags=["organisation"])
 async def list_units(
-    session: SessionDep,
+    session: ReadSession,
     _: CurrentEmployee,
     parent_code: Annotated[str | None, Query(max_length=32)] = None,
     active: bool | None = None,
@@ -126,12 +126,12 @@ async def list_units(
 
 
 @router.get("/units/{code}", tags=["organisation"], responses=_READ)
-async def read_unit(code: str, session: SessionDep, _: CurrentEmployee) -> UnitOut:
+async def read_unit(code: str, session: ReadSession, _: CurrentEmployee) -> UnitOut:
     return UnitOut.model_validate(await service.get_unit(session, code))
 
 
 @router.patch("/units/{code}", tags=["organisation"], responses=_UPDATE)
-async def update_unit(code: str, body: UnitUpdate, session: SessionDep, admin: Admin) -> UnitOut:
+async def update_unit(code: str, body: UnitUpdate, session: WriteSession, admin: Admin) -> UnitOut:
     """Change a unit: name, parent, head, or deactivate it (`"active": false`). Admins only."""
     return UnitOut.model_validate(await service.update_unit(session, admin.nip, code, body))
 
@@ -146,7 +146,7 @@ async def update_unit(code: str, body: UnitUpdate, session: SessionDep, admin: A
     responses=_creates("code", "code", "read_workspace", "update_workspace"),
 )
 async def create_workspace(
-    body: WorkspaceCreate, session: SessionDep, admin: Admin, response: Response
+    body: WorkspaceCreate, session: WriteSession, admin: Admin, response: Response
 ) -> WorkspaceOut:
     """Create a workspace (ruang kerja) owned by a unit. Admins only."""
     workspace = await service.create_workspace(session, admin.nip, body)
@@ -156,7 +156,7 @@ async def create_workspace(
 
 @router.get("/workspaces", tags=["organisation"])
 async def list_workspaces(
-    session: SessionDep,
+    session: ReadSession,
     _: CurrentEmployee,
     unit_code: Annotated[str | None, Query(max_length=32)] = None,
     kind: WorkspaceKind | None = None,
@@ -181,13 +181,13 @@ async def list_workspaces(
 
 
 @router.get("/workspaces/{code}", tags=["organisation"], responses=_READ)
-async def read_workspace(code: str, session: SessionDep, _: CurrentEmployee) -> WorkspaceOut:
+async def read_workspace(code: str, session: ReadSession, _: CurrentEmployee) -> WorkspaceOut:
     return WorkspaceOut.model_validate(await service.get_workspace(session, code))
 
 
 @router.patch("/workspaces/{code}", tags=["organisation"], responses=_UPDATE)
 async def update_workspace(
-    code: str, body: WorkspaceUpdate, session: SessionDep, admin: Admin
+    code: str, body: WorkspaceUpdate, session: WriteSession, admin: Admin
 ) -> WorkspaceOut:
     """Change a workspace, move it to another unit, or deactivate it. Admins only."""
     workspace = await service.update_workspace(session, admin.nip, code, body)
@@ -208,7 +208,7 @@ def _sees_all_employees(employee: Employee) -> bool:
     responses=_creates("nip", "nip", "read_employee", "update_employee"),
 )
 async def create_employee(
-    body: EmployeeCreate, session: SessionDep, admin: Admin, response: Response
+    body: EmployeeCreate, session: WriteSession, admin: Admin, response: Response
 ) -> EmployeeOut:
     """Register an employee (PNS or PPPK). The NIP is checked part by part. Admins only."""
     employee = await service.create_employee(session, admin.nip, body)
@@ -218,7 +218,7 @@ async def create_employee(
 
 @router.get("/employees", tags=["organisation"])
 async def list_employees(
-    session: SessionDep,
+    session: ReadSession,
     caller: CurrentEmployee,
     unit_code: Annotated[str | None, Query(max_length=32)] = None,
     active: bool | None = None,
@@ -242,7 +242,7 @@ async def list_employees(
 
 
 @router.get("/employees/{nip}", tags=["organisation"], responses=_READ)
-async def read_employee(nip: str, session: SessionDep, caller: CurrentEmployee) -> EmployeeOut:
+async def read_employee(nip: str, session: ReadSession, caller: CurrentEmployee) -> EmployeeOut:
     """One employee. Visible to admins, auditors and the employee themself (others: 404)."""
     if nip != caller.nip and not _sees_all_employees(caller):
         raise NotFound(f"Employee {nip} does not exist.")
@@ -251,7 +251,7 @@ async def read_employee(nip: str, session: SessionDep, caller: CurrentEmployee) 
 
 @router.patch("/employees/{nip}", tags=["organisation"], responses=_UPDATE)
 async def update_employee(
-    nip: str, body: EmployeeUpdate, session: SessionDep, admin: Admin
+    nip: str, body: EmployeeUpdate, session: WriteSession, admin: Admin
 ) -> EmployeeOut:
     """Change an employee, their roles, or deactivate them. Admins only."""
     return EmployeeOut.model_validate(await service.update_employee(session, admin.nip, nip, body))
@@ -264,7 +264,7 @@ async def update_employee(
 async def create_delegation(
     code: str,
     body: DelegationCreate,
-    session: SessionDep,
+    session: WriteSession,
     caller: CurrentEmployee,
     response: Response,
 ) -> DelegationOut:
@@ -277,7 +277,7 @@ async def create_delegation(
 @router.get("/units/{code}/delegations", tags=["delegations"], responses=_READ)
 async def list_delegations(
     code: str,
-    session: SessionDep,
+    session: ReadSession,
     _: CurrentEmployee,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
@@ -295,7 +295,7 @@ async def list_delegations(
 
 @router.get("/delegations/{delegation_id}", tags=["delegations"], responses=_READ)
 async def read_delegation(
-    delegation_id: str, session: SessionDep, _: CurrentEmployee
+    delegation_id: str, session: ReadSession, _: CurrentEmployee
 ) -> DelegationOut:
     delegation = await session.get(Delegation, delegation_id)
     if delegation is None:
@@ -307,7 +307,7 @@ async def read_delegation(
     "/delegations/{delegation_id}", tags=["delegations"], responses=problem_responses(404, 409)
 )
 async def revoke_delegation(
-    delegation_id: str, session: SessionDep, caller: CurrentEmployee
+    delegation_id: str, session: WriteSession, caller: CurrentEmployee
 ) -> DelegationOut:
     """End a delegation now. The record is kept (with `revoked_at`), never erased."""
     delegation = await delegation_service.revoke_delegation(session, caller, delegation_id)

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import SYSTEM_ACTOR, append_event
 from app.errors import AlreadyExists, Conflict, InvalidInput, NotFound, field_error
+from app.nip import NipError, infer_employment, parse_nip
 from app.org.models import Employee, Unit, Workspace
-from app.org.nip import NipError, infer_employment, parse_nip
 from app.org.schemas import (
     EmployeeCreate,
     EmployeeUpdate,
