@@ -9,7 +9,8 @@ from app.auth.dependencies import Admin, WriteSession
 from app.auth.models import ApiKey
 from app.db import ReadSession
 from app.errors import API_PROBLEMS, created_links, problem_responses
-from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, keyset_page
+from app.pagination import Page
+from app.records import PageQuery, page_of
 
 from . import service
 from .schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
@@ -39,16 +40,9 @@ async def create_api_key(
 
 
 @router.get("")
-async def list_api_keys(
-    session: ReadSession, _: Admin, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
-) -> Page[ApiKeyOut]:
+async def list_api_keys(session: ReadSession, _: Admin, page: PageQuery) -> Page[ApiKeyOut]:
     """All keys, revoked ones included, oldest first. Secrets are never shown."""
-    rows, next_cursor = await keyset_page(
-        session, select(ApiKey), ApiKey.id, cursor=cursor, limit=limit, key_of=lambda k: k.id
-    )
-    return Page[ApiKeyOut](
-        items=[ApiKeyOut.model_validate(k) for k in rows], next_cursor=next_cursor
-    )
+    return await page_of(session, select(ApiKey), ApiKey.id, ApiKeyOut, page)
 
 
 @router.get("/{key_id}", responses=problem_responses(404))
