@@ -1,4 +1,4 @@
-"""NIP validation (SPEC §2): every part is checked, and the message names the wrong part.
+"""NIP validation (docs/RULES.md#nip): every part is checked, and the message names the wrong part.
 
 The pure tests call `app.nip` directly (no HTTP, no database) and pin
 "today" so the limits of birth and appointment are tested at their edges. The

@@ -59,7 +59,8 @@ async def _write_session(
     request: Request, _verified: CurrentPrincipal, read: ReadSession
 ) -> AsyncIterator[AsyncSession]:
     """The request's write transaction, opened once its caller is verified. The read in
-    which the caller was verified ends first: a request holds one connection at a time."""
+    which the caller was verified ends first, so a request holds one connection at a time:
+    a writing route takes what it reads from this session, not from `ReadSession`."""
     await read.close()
     db: Database = request.app.state.db
     async with transaction(db.write) as session:
