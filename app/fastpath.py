@@ -76,8 +76,9 @@ async def bearer_nip(scope: Scope, authorization: str) -> str | None:
 
 def _credential_headers(scope: Scope) -> credentials.CredentialHeaders | None:
     raw: list[tuple[bytes, bytes]] = scope["headers"]
-    if any(name == b"origin" for name, _ in raw):
-        return None
+    for name, _ in raw:
+        if name == b"origin":
+            return None
     headers = credentials.credential_headers(raw)
     return None if headers.repeated else headers
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from app.auth.tokens import TokenVerifier
 from app.errors import Unauthenticated
@@ -42,8 +42,7 @@ def could_be_key_id(value: str) -> bool:
 # --- reading: what the request carries ----------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class CredentialHeaders:
+class CredentialHeaders(NamedTuple):
     """A request's credential headers as sent: the first `Authorization` and the first
     `X-API-Key` (what the routes read), and whether either came more than once."""
 
@@ -70,16 +69,14 @@ def credential_headers(headers: Iterable[tuple[bytes, bytes]]) -> CredentialHead
     return CredentialHeaders(authorization, api_key, repeated)
 
 
-@dataclass(frozen=True, slots=True)
-class PresentedKey:
+class PresentedKey(NamedTuple):
     """An API key of the right shape (`izs_<id>_<secret>`), not yet judged."""
 
     key_id: str
     secret: str
 
 
-@dataclass(frozen=True, slots=True)
-class PresentedToken:
+class PresentedToken(NamedTuple):
     """A bearer token, not yet verified."""
 
     token: str
