@@ -92,7 +92,7 @@ def token(
 ) -> None:
     """Mint a bearer token in local mode (no AUTH_JWKS_URL)."""
     from app.auth.local import load_or_create_signer
-    from app.org.nip import NipError, infer_employment
+    from app.nip import NipError, infer_employment
 
     settings = _settings()
     if not settings.local_auth:

@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.org.nip import NipError, infer_employment
+from app.nip import NipError, infer_employment
 
 LOCAL_ISSUER = "urn:izin-siaran:local"
 LOCAL_AUDIENCE = "izin-siaran"

@@ -35,7 +35,6 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import PoolResetState
 from sqlalchemy.types import TypeDecorator
 
-from app.auth.tokens import bearer_token
 from app.errors import database_unavailable
 from app.timeutil import as_utc
 
@@ -205,23 +204,13 @@ class Database:
         await self.engine.dispose()
 
 
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's one transaction: committed before the response is sent.
-
-    A failed commit raises here, so the client gets an error, never a 2xx for
-    a change that was not stored.
-    """
-    db: Database = request.app.state.db
-    maker: Callable[[], AbstractAsyncContextManager[AsyncSession]]
-    if request.method in _SAFE_METHODS:
-        maker = db.read
-    else:
-        if db.turns is not None:
-            await _bearer_token_verified(request)
-        maker = db.write
+@asynccontextmanager
+async def transaction(
+    maker: Callable[[], AbstractAsyncContextManager[AsyncSession]],
+) -> AsyncIterator[AsyncSession]:
+    """One transaction of a request (docs/RULES.md#transactions): rolled back if the
+    request fails, otherwise committed when the block ends. A failed commit raises, so
+    the client gets an error, never a 2xx for a change that was not stored."""
     async with maker() as session:
         try:
             yield session
@@ -232,19 +221,14 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
 
 
-async def _bearer_token_verified(request: Request) -> None:
-    """Verify a writer's bearer token before it waits for its turn (SQLite), so that a
-    bad token is refused at once and a fetch of the identity provider's keys never
-    holds the other writers up. The verifier remembers the token, so authentication
-    (`app.auth.dependencies.get_principal`) then finds it verified; a request with both
-    credentials is left for it to refuse."""
-    authorization = request.headers.get("authorization")
-    if authorization is None or "x-api-key" in request.headers:
-        return
-    token = bearer_token(authorization)
-    if token is not None:
-        await request.app.state.token_verifier.verified_nip(token)
+async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    db: Database = request.app.state.db
+    async with transaction(db.read) as session:
+        yield session
 
 
 # scope="function": the dependency's exit (the commit) runs before the response is sent.
-SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]
+ReadSession = Annotated[AsyncSession, Depends(_read_session, scope="function")]
+"""The request's reading transaction. A route that writes declares
+`app.auth.dependencies.WriteSession` instead, which opens its transaction once the
+caller is verified."""

@@ -49,9 +49,23 @@ class Problem(BaseModel):
 
 
 class AppError(Exception):
+    """A problem (docs/RULES.md#problems). Each kind is declared by its HTTP status, its
+    default `code` and its title: `class NotFound(AppError, status=404, …)`."""
+
     status: int = 400
     code: str = "bad_request"
     title: str = "Bad request"
+
+    def __init_subclass__(
+        cls, *, status: int | None = None, code: str | None = None, title: str | None = None
+    ) -> None:
+        super().__init_subclass__()
+        if status is not None:
+            cls.status = status
+        if code is not None:
+            cls.code = code
+        if title is not None:
+            cls.title = title
 
     def __init__(
         self,
@@ -71,8 +85,10 @@ class AppError(Exception):
         self.extra = extra
 
 
-class Unauthenticated(AppError):
-    status, code, title = 401, "unauthenticated", "Authentication required"
+class Unauthenticated(
+    AppError, status=401, code="unauthenticated", title="Authentication required"
+):
+    """A refused credential: a 401 that says how to authenticate (docs/RULES.md#credentials)."""
 
     def __init__(self, detail: str, *, code: str | None = None, scheme: str = "Bearer") -> None:
         challenge = f'{scheme} realm="izin-siaran"'
@@ -81,30 +97,25 @@ class Unauthenticated(AppError):
         super().__init__(detail, code=code, headers={"WWW-Authenticate": challenge})
 
 
-class Forbidden(AppError):
-    status, code, title = 403, "forbidden", "Forbidden"
+class Forbidden(AppError, status=403, code="forbidden", title="Forbidden"): ...
 
 
-class NotFound(AppError):
-    status, code, title = 404, "not_found", "Not found"
+class NotFound(AppError, status=404, code="not_found", title="Not found"): ...
 
 
-class AlreadyExists(AppError):
-    status, code, title = 409, "already_exists", "Already exists"
+class AlreadyExists(AppError, status=409, code="already_exists", title="Already exists"): ...
 
 
-class Conflict(AppError):
-    status, code, title = 409, "conflict", "Conflict"
+class Conflict(AppError, status=409, code="conflict", title="Conflict"): ...
 
 
-class InvalidInput(AppError):
-    """422 for input that parses but breaks a rule; `errors` names the fields."""
-
-    status, code, title = 422, "validation_error", "Invalid input"
+class InvalidInput(AppError, status=422, code="validation_error", title="Invalid input"):
+    """Input that parses but breaks a rule; `errors` names the fields."""
 
 
-class ServiceUnavailable(AppError):
-    status, code, title = 503, "service_unavailable", "Service unavailable"
+class ServiceUnavailable(
+    AppError, status=503, code="service_unavailable", title="Service unavailable"
+): ...
 
 
 def database_unavailable(
@@ -270,23 +281,15 @@ def _allowed_methods(request: Request) -> list[str]:
 
 async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     log.warning("integrity error on %s %s: %s", request.method, request.url.path, exc)
-    return problem_response(
-        409,
-        "conflict",
-        "The change conflicts with data written at the same time; retry the request.",
-        instance=request.url.path,
+    conflict = Conflict(
+        "The change conflicts with data written at the same time; retry the request."
     )
+    return app_error_response(conflict, request.url.path)
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
-    return problem_response(
-        503,
-        "database_unavailable",
-        "The database is unreachable; try again shortly.",
-        headers={"Retry-After": "2"},
-        instance=request.url.path,
-    )
+    return app_error_response(database_unavailable(), request.url.path)
 
 
 def _is_connection_problem(exc: DBAPIError) -> bool:

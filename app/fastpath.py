@@ -1,4 +1,4 @@
-"""What the fast paths share: the credential headers, the bearer token, the answer.
+"""What the fast paths share: the credential, read as the routes read it, and the answer.
 
 Two reads are answered below FastAPI when the request is the common, well-formed
 kind: the check (`app.authorizations.fastpath`) and a permit read
@@ -15,8 +15,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.auth.dependencies import could_be_nip
-from app.auth.tokens import bearer_token
+from app.auth import credentials
 from app.errors import AppError
 
 
@@ -54,33 +53,46 @@ class FastPath:
 
 
 def credential_headers(scope: Scope) -> tuple[str | None, str | None] | None:
-    """The request's `Authorization` and `X-API-Key`, or None when either is repeated or
-    the request is a CORS one (the CORS layer and the route handle those)."""
-    authorization = api_key = None
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            if authorization is not None:
-                return None
-            authorization = value.decode("latin-1")
-        elif name == b"x-api-key":
-            if api_key is not None:
-                return None
-            api_key = value.decode("latin-1")
-        elif name == b"origin":
-            return None
-    return authorization, api_key
+    """The request's `Authorization` and `X-API-Key` as the routes read them, or None
+    when either is repeated or the request is a CORS one (the CORS layer and the route
+    handle those)."""
+    headers = _credential_headers(scope)
+    return None if headers is None else (headers.authorization, headers.api_key)
+
+
+async def verified_credential(scope: Scope) -> credentials.PresentedKey | str | None:
+    """The request's credential as the routes read it: an API key of the right shape
+    (judged later against the row the fast path reads), or the NIP a valid bearer token
+    names; None for anything the route must judge (docs/RULES.md#credentials)."""
+    headers = _credential_headers(scope)
+    return None if headers is None else await _verified(scope, headers)
 
 
 async def bearer_nip(scope: Scope, authorization: str) -> str | None:
     """The NIP a valid bearer token names, or None for anything the route must judge."""
-    token = bearer_token(authorization)
-    if token is None:
-        return None
+    nip = await _verified(scope, credentials.CredentialHeaders(authorization, None))
+    return nip if isinstance(nip, str) else None
+
+
+def _credential_headers(scope: Scope) -> credentials.CredentialHeaders | None:
+    raw: list[tuple[bytes, bytes]] = scope["headers"]
+    for name, _ in raw:
+        if name == b"origin":
+            return None
+    headers = credentials.credential_headers(raw)
+    return None if headers.repeated else headers
+
+
+async def _verified(
+    scope: Scope, headers: credentials.CredentialHeaders
+) -> credentials.PresentedKey | str | None:
     try:
-        nip = await scope["app"].state.token_verifier.verified_nip(token)
-    except AppError:
+        credential = credentials.presented(headers)
+        if isinstance(credential, credentials.PresentedKey):
+            return credential
+        return await credentials.token_nip(scope["app"].state.token_verifier, credential)
+    except AppError:  # refused, or the keys cannot be loaded: the route says which
         return None
-    return nip if could_be_nip(nip) else None
 
 
 JSON_TYPE = (b"content-type", b"application/json")

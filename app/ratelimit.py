@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.auth.credentials import credential_headers
 from app.errors import problem_response
 
 CHECK_PATH = "/api/v1/authorizations/check"
@@ -63,9 +64,12 @@ class TokenBuckets:
 
 
 def _caller(scope: Scope) -> int:
-    for name, value in scope["headers"]:
-        if name in (b"authorization", b"x-api-key"):
-            return hash(value)
+    """Who is calling, by the credential presented as the routes read it
+    (`app.auth.credentials.credential_headers`), or by client address without one."""
+    headers = credential_headers(scope["headers"])
+    presented = headers.authorization if headers.authorization is not None else headers.api_key
+    if presented is not None:
+        return hash(presented)
     client = scope.get("client")
     return hash(client[0] if client else "")
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert
 
-from app.auth.dependencies import hash_secret
+from app.auth.credentials import hash_secret
 from app.auth.models import ApiKey
 from app.db import Database
 from app.ids import new_id

@@ -1,6 +1,6 @@
-"""NIP validation (SPEC §2): every part is checked, and the message names the wrong part.
+"""NIP validation (docs/RULES.md#nip): every part is checked, and the message names the wrong part.
 
-The pure tests call `app.org.nip` directly (no HTTP, no database) and pin
+The pure tests call `app.nip` directly (no HTTP, no database) and pin
 "today" so the limits of birth and appointment are tested at their edges. The
 HTTP tests prove a bad NIP reaches the client as a 422 `invalid_nip` naming the
 part, checked against the employment the admin stated.
@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta, timezone
 import httpx
 import pytest
 
-from app.org.nip import NipError, infer_employment, parse_nip, regency_today
+from app.nip import NipError, infer_employment, parse_nip, regency_today
 from tests.support import Org, assert_problem, make_nip
 
 pytestmark = pytest.mark.anyio

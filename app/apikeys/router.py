@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from sqlalchemy import select
 
-from app.auth.dependencies import Admin
+from app.auth.dependencies import Admin, WriteSession
 from app.auth.models import ApiKey
-from app.db import SessionDep
+from app.db import ReadSession
 from app.errors import API_PROBLEMS, created_links, problem_responses
-from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, keyset_page
+from app.pagination import Page
+from app.records import PageQuery, page_of
 
 from . import service
 from .schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
@@ -30,7 +31,7 @@ router = APIRouter(
     },
 )
 async def create_api_key(
-    body: ApiKeyCreate, session: SessionDep, admin: Admin, response: Response
+    body: ApiKeyCreate, session: WriteSession, admin: Admin, response: Response
 ) -> ApiKeyCreated:
     """Create a key. The secret `key` is in this response only; store it now."""
     key, secret = await service.create_api_key(session, admin.nip, body)
@@ -39,24 +40,17 @@ async def create_api_key(
 
 
 @router.get("")
-async def list_api_keys(
-    session: SessionDep, _: Admin, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
-) -> Page[ApiKeyOut]:
+async def list_api_keys(session: ReadSession, _: Admin, page: PageQuery) -> Page[ApiKeyOut]:
     """All keys, revoked ones included, oldest first. Secrets are never shown."""
-    rows, next_cursor = await keyset_page(
-        session, select(ApiKey), ApiKey.id, cursor=cursor, limit=limit, key_of=lambda k: k.id
-    )
-    return Page[ApiKeyOut](
-        items=[ApiKeyOut.model_validate(k) for k in rows], next_cursor=next_cursor
-    )
+    return await page_of(session, select(ApiKey), ApiKey.id, ApiKeyOut, page)
 
 
 @router.get("/{key_id}", responses=problem_responses(404))
-async def read_api_key(key_id: str, session: SessionDep, _: Admin) -> ApiKeyOut:
+async def read_api_key(key_id: str, session: ReadSession, _: Admin) -> ApiKeyOut:
     return ApiKeyOut.model_validate(await service.get_api_key(session, key_id))
 
 
 @router.delete("/{key_id}", responses=problem_responses(404, 409))
-async def revoke_api_key(key_id: str, session: SessionDep, admin: Admin) -> ApiKeyOut:
+async def revoke_api_key(key_id: str, session: WriteSession, admin: Admin) -> ApiKeyOut:
     """Revoke a key: it stops working at once. The record stays for the audit trail."""
     return ApiKeyOut.model_validate(await service.revoke_api_key(session, admin.nip, key_id))

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import append_event
-from app.auth.dependencies import API_KEY_PREFIX, could_be_key_id, hash_secret
+from app.auth.credentials import API_KEY_PREFIX, could_be_key_id, hash_secret
 from app.auth.models import ApiKey
-from app.errors import Conflict, NotFound
+from app.errors import Conflict
 from app.ids import new_id
+from app.records import get_or_404
 from app.timeutil import format_instant, utcnow
 
 from .schemas import ApiKeyCreate
@@ -32,26 +34,22 @@ async def create_api_key(
         created_by=actor,
     )
     session.add(key)
-    await session.flush()
-    await append_event(
-        session,
-        actor=actor,
-        action="api_key.created",
-        subject=f"api-key:{key_id}",
-        data={"id": key_id, "name": body.name, "scopes": list(scopes)},
-    )
+    await _record(session, actor, key, "created", {"name": body.name, "scopes": list(scopes)})
     return key, f"{API_KEY_PREFIX}_{key_id}_{secret}"
 
 
+async def _record(
+    session: AsyncSession, actor: str, key: ApiKey, verb: str, data: dict[str, Any]
+) -> None:
+    """The key's change and its audit event (`api_key.created`, `api_key.revoked`)."""
+    data = {"id": key.id, **data}
+    await append_event(session, actor, f"api_key.{verb}", f"api-key:{key.id}", data)
+
+
 async def get_api_key(session: AsyncSession, key_id: str, *, for_update: bool = False) -> ApiKey:
-    key = (
-        await session.get(ApiKey, key_id, with_for_update=for_update)
-        if could_be_key_id(key_id)
-        else None
+    return await get_or_404(
+        session, ApiKey, key_id, "API key", for_update=for_update, could_be=could_be_key_id
     )
-    if key is None:
-        raise NotFound(f"API key {key_id} does not exist.")
-    return key
 
 
 async def revoke_api_key(session: AsyncSession, actor: str, key_id: str) -> ApiKey:
@@ -60,12 +58,5 @@ async def revoke_api_key(session: AsyncSession, actor: str, key_id: str) -> ApiK
         raise Conflict(f"API key {key_id} is already revoked.", code="already_revoked")
     key.revoked_at = utcnow()
     key.revoked_by = actor
-    await session.flush()
-    await append_event(
-        session,
-        actor=actor,
-        action="api_key.revoked",
-        subject=f"api-key:{key_id}",
-        data={"id": key_id, "revoked_at": format_instant(key.revoked_at)},
-    )
+    await _record(session, actor, key, "revoked", {"revoked_at": format_instant(key.revoked_at)})
     return key

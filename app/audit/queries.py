@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, select
 
 from app.audit.models import AuditEvent
 from app.audit.schemas import AuditEventOut
 from app.db import Database
+from app.records import matching
+from app.timeutil import InstantIn
 
 BATCH = 1000
 
 
-@dataclass(frozen=True)
-class EventFilters:
-    since: datetime | None = None
-    until: datetime | None = None
-    actor: str | None = None
-    action: str | None = None
-    subject: str | None = None
-    unit_code: str | None = None
+class EventFilters(BaseModel):
+    """Which events an auditor asks for: a time range and exact matches, each optional."""
+
+    model_config = ConfigDict(frozen=True)
+
+    since: InstantIn | None = Field(None, description="Events at or after.")
+    until: InstantIn | None = Field(None, description="Events before.")
+    actor: str | None = Field(None, max_length=64)
+    action: str | None = Field(None, max_length=64)
+    subject: str | None = Field(None, max_length=128)
+    unit_code: str | None = Field(None, max_length=32)
+
+
+_EXACT = ("actor", "action", "subject", "unit_code")
 
 
 def filtered(filters: EventFilters) -> Select[AuditEvent]:
@@ -32,15 +39,8 @@ def filtered(filters: EventFilters) -> Select[AuditEvent]:
         statement = statement.where(AuditEvent.at >= filters.since)
     if filters.until is not None:
         statement = statement.where(AuditEvent.at < filters.until)
-    for column, value in (
-        (AuditEvent.actor, filters.actor),
-        (AuditEvent.action, filters.action),
-        (AuditEvent.subject, filters.subject),
-        (AuditEvent.unit_code, filters.unit_code),
-    ):
-        if value is not None:
-            statement = statement.where(column == value)
-    return statement
+    exact = ((getattr(AuditEvent, name), getattr(filters, name)) for name in _EXACT)
+    return matching(statement, *exact)
 
 
 async def walk(

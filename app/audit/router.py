@@ -1,4 +1,4 @@
-"""The auditor API (SPEC §6): read, export and verify the chain. Auditors and admins."""
+"""The auditor API: read, export and verify the chain (docs/RULES.md#audit). Auditors and admins."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from app.audit.models import AuditEvent
 from app.audit.schemas import AuditEventOut
 from app.audit.verify import verify_stream
 from app.auth.dependencies import AuditorOrAdmin
-from app.db import Database
+from app.db import Database, ReadSession
 from app.errors import API_PROBLEMS, InvalidInput
-from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_cursor, encode_cursor
-from app.timeutil import InstantIn
+from app.pagination import Page, decode_cursor, encode_cursor
+from app.records import PageQuery
 
 router = APIRouter(
     prefix="/api/v1/audit",
@@ -31,15 +31,8 @@ router = APIRouter(
 CSV_COLUMNS = ("seq", "at", "actor", "action", "subject", "data", "prev_hash", "hash")
 
 
-def _filters(
-    since: Annotated[InstantIn | None, Query(description="Events at or after.")] = None,
-    until: Annotated[InstantIn | None, Query(description="Events before.")] = None,
-    actor: Annotated[str | None, Query(max_length=64)] = None,
-    action: Annotated[str | None, Query(max_length=64)] = None,
-    subject: Annotated[str | None, Query(max_length=128)] = None,
-    unit_code: Annotated[str | None, Query(max_length=32)] = None,
-) -> queries.EventFilters:
-    return queries.EventFilters(since, until, actor, action, subject, unit_code)
+def _filters(filters: Annotated[queries.EventFilters, Query()]) -> queries.EventFilters:
+    return filters
 
 
 Filters = Annotated[queries.EventFilters, Depends(_filters)]
@@ -64,19 +57,14 @@ def _after(cursor: str | None) -> int:
 
 @router.get("/events")
 async def list_events(
-    request: Request,
-    _: AuditorOrAdmin,
-    filters: Filters,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    session: ReadSession, _: AuditorOrAdmin, filters: Filters, page: PageQuery
 ) -> Page[AuditEventOut]:
     """Audit events, oldest first (by `seq`)."""
-    db: Database = request.app.state.db
-    statement = queries.filtered(filters).where(AuditEvent.seq > _after(cursor))
-    async with db.read() as session:
-        rows = (await session.scalars(statement.order_by(AuditEvent.seq).limit(limit + 1))).all()
-    items = [AuditEventOut.from_row(row) for row in rows[:limit]]
-    next_cursor = encode_cursor(items[-1].seq) if len(rows) > limit else None
+    statement = queries.filtered(filters).where(AuditEvent.seq > _after(page.cursor))
+    statement = statement.order_by(AuditEvent.seq).limit(page.limit + 1)
+    rows = (await session.scalars(statement)).all()
+    items = [AuditEventOut.from_row(row) for row in rows[: page.limit]]
+    next_cursor = encode_cursor(items[-1].seq) if len(rows) > page.limit else None
     return Page[AuditEventOut](items=items, next_cursor=next_cursor)
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from app.audit.models import AuditEvent
 from app.timeutil import format_instant
 
 
 class AuditEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     seq: int
     at: str
     actor: str
@@ -20,15 +23,11 @@ class AuditEventOut(BaseModel):
     prev_hash: str
     hash: str
 
+    @field_validator("at", mode="before")
+    @classmethod
+    def _served_instant(cls, value: object) -> object:
+        return format_instant(value) if isinstance(value, datetime) else value
+
     @classmethod
     def from_row(cls, event: AuditEvent) -> AuditEventOut:
-        return cls(
-            seq=event.seq,
-            at=format_instant(event.at),
-            actor=event.actor,
-            action=event.action,
-            subject=event.subject,
-            data=event.data,
-            prev_hash=event.prev_hash,
-            hash=event.hash,
-        )
+        return cls.model_validate(event)

@@ -26,13 +26,15 @@ _CHAIN_LOCK_KEY = 0x1_2A51_A4A0
 
 async def append_event(
     session: AsyncSession,
-    *,
     actor: str,
     action: str,
     subject: str,
     data: dict[str, Any],
     unit_code: str | None = None,
 ) -> AuditEvent:
+    """The event of the change pending in `session`: the change is written first, then its
+    event, in the same transaction (docs/RULES.md#audit-events)."""
+    await session.flush()
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
     last = (

@@ -1,95 +1,74 @@
-"""Principal resolution and permission dependencies that read like SPEC §3.
+"""Who is calling, and the request's transaction, as route dependencies.
 
 `CurrentPrincipal` is anyone authenticated; `CurrentEmployee`, `Admin` and
-`AuditorOrAdmin` narrow it. Roles come from the service's own records, never
-from the token.
+`AuditorOrAdmin` narrow it (docs/RULES.md#roles). Roles come from the service's
+own records, never from the token (docs/RULES.md#roles-from-records).
+
+A route declares whether it reads or writes (docs/RULES.md#transactions):
+`app.db.ReadSession`, or `WriteSession` here, which opens the write transaction
+only once the caller is verified, so that on SQLite a bad credential or a fetch
+of the identity provider's keys never holds up the writers that queue for their
+turn (`app.db.Database.write`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.credentials import (
+    PresentedKey,
+    credential_headers,
+    judge_api_key,
+    judge_employee,
+    presented,
+    token_nip,
+)
 from app.auth.models import ApiKey
 from app.auth.principal import Principal
-from app.auth.tokens import TokenVerifier, bearer_token
-from app.db import SessionDep
-from app.errors import Forbidden, Unauthenticated
-from app.org.models import NIP_LENGTH, Employee
-
-API_KEY_PREFIX = "izs"
-KEY_ID_LENGTH = 26
+from app.auth.tokens import TokenVerifier
+from app.db import Database, ReadSession, transaction
+from app.errors import Forbidden
+from app.org.models import Employee
 
 
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def could_be_key_id(value: str) -> bool:
-    """Key ids are 26 ASCII letters and digits; anything else names no key and is not
-    sent to the database (PostgreSQL rejects some strings, e.g. with a NUL, outright)."""
-    return len(value) == KEY_ID_LENGTH and value.isascii() and value.isalnum()
-
-
-def could_be_nip(value: str) -> bool:
-    """Every stored NIP is 18 ASCII digits (see `could_be_key_id` for why this matters)."""
-    return len(value) == NIP_LENGTH and value.isascii() and value.isdigit()
-
-
-async def _employee_from_token(
-    session: AsyncSession, verifier: TokenVerifier, token: str
-) -> Employee:
-    nip = await verifier.verified_nip(token)
-    employee = await session.get(Employee, nip) if could_be_nip(nip) else None
-    if employee is None:
-        raise Unauthenticated(
-            "The token is valid but names no employee known to this service.",
-            code="unknown_employee",
-        )
-    if not employee.active:
-        raise Unauthenticated(
-            "The employee named by the token is inactive.", code="employee_inactive"
-        )
-    return employee
-
-
-async def _api_key(session: AsyncSession, presented: str) -> ApiKey:
-    prefix, _, rest = presented.partition("_")
-    key_id, _, secret = rest.partition("_")
-    valid_shape = prefix == API_KEY_PREFIX and could_be_key_id(key_id) and secret
-    key = await session.get(ApiKey, key_id) if valid_shape else None
-    if key is None or not hmac.compare_digest(key.secret_sha256, hash_secret(secret)):
-        raise Unauthenticated("The API key is not valid.", code="invalid_api_key", scheme="ApiKey")
-    if key.revoked_at is not None:
-        raise Unauthenticated(
-            "The API key has been revoked.", code="api_key_revoked", scheme="ApiKey"
-        )
-    return key
-
-
-async def get_principal(request: Request, session: SessionDep) -> Principal:
-    authorization = request.headers.get("authorization")
-    api_key = request.headers.get("x-api-key")
-    if authorization and api_key:
-        raise Unauthenticated(
-            "Send either a bearer token or an API key, not both.", code="ambiguous_credentials"
-        )
-    if api_key:
-        return Principal(api_key=await _api_key(session, api_key))
-    if not authorization:
-        raise Unauthenticated("This endpoint needs a bearer token or an X-API-Key.")
-    token = bearer_token(authorization)
-    if token is None:
-        raise Unauthenticated("Use `Authorization: Bearer <token>`.", code="invalid_token")
+async def get_principal(request: Request, session: ReadSession) -> Principal:
+    """The caller: the request's credential (`app.auth.credentials`), judged against its
+    row as the ORM reads it in the request's read transaction."""
+    credential = presented(credential_headers(request.scope["headers"]))
+    if isinstance(credential, PresentedKey):
+        key = await session.get(ApiKey, credential.key_id)
+        if key is None:
+            judge_api_key(credential.secret, None, revoked=False)
+        else:
+            judge_api_key(credential.secret, key.secret_sha256, key.revoked_at is not None)
+        return Principal(api_key=key)
     verifier: TokenVerifier = request.app.state.token_verifier
-    return Principal(employee=await _employee_from_token(session, verifier, token))
+    employee = await session.get(Employee, await token_nip(verifier, credential))
+    judge_employee(None if employee is None else employee.active)
+    return Principal(employee=employee)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+async def _write_session(
+    request: Request, _verified: CurrentPrincipal, read: ReadSession
+) -> AsyncIterator[AsyncSession]:
+    """The request's write transaction, opened once its caller is verified. The read in
+    which the caller was verified ends first, so a request holds one connection at a time:
+    a writing route takes what it reads from this session, not from `ReadSession`."""
+    await read.close()
+    db: Database = request.app.state.db
+    async with transaction(db.write) as session:
+        yield session
+
+
+# scope="function": the dependency's exit (the commit) runs before the response is sent.
+WriteSession = Annotated[AsyncSession, Depends(_write_session, scope="function")]
 
 
 async def _employee(principal: CurrentPrincipal) -> Employee:

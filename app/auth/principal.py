@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.auth.credentials import grants
 from app.auth.models import ApiKey
 from app.org.models import Employee
 
@@ -22,4 +23,4 @@ class Principal:
         return f"api-key:{self.api_key.id}"
 
     def has_scope(self, scope: str) -> bool:
-        return self.api_key is not None and scope in self.api_key.scopes
+        return self.api_key is not None and grants(self.api_key.scopes, scope)

@@ -39,13 +39,6 @@ class _Verified:
     not_before: float  # `nbf`, or -inf
 
 
-def bearer_token(authorization: str) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header's value, or None."""
-    scheme, _, token = authorization.partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
-
-
 def _refuse(detail: str, code: str = "invalid_token") -> Unauthenticated:
     return Unauthenticated(detail, code=code)
 

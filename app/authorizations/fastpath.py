@@ -19,7 +19,6 @@ apply: this layer sits inside them, just outside FastAPI's routing.
 
 from __future__ import annotations
 
-import hmac
 import json
 from datetime import datetime
 from urllib.parse import parse_qsl
@@ -27,18 +26,12 @@ from urllib.parse import parse_qsl
 from pydantic import TypeAdapter, ValidationError
 from starlette.types import Scope, Send
 
-from app.auth.dependencies import API_KEY_PREFIX, could_be_key_id, hash_secret
+from app.auth.credentials import PresentedKey, grants, judge_api_key, judge_employee
 from app.authorizations import service
 from app.authorizations.reader import CheckReader, Form, Reading
 from app.authorizations.service import Caller
-from app.errors import AppError, app_error_response
-from app.fastpath import (
-    FastPath,
-    bearer_nip,
-    credential_headers,
-    no_receive,
-    send_json,
-)
+from app.errors import AppError, Unauthenticated, app_error_response
+from app.fastpath import FastPath, no_receive, send_json, verified_credential
 from app.permits.vocabulary import PLATFORMS, channel_key
 from app.timeutil import InstantIn, utcnow
 
@@ -94,8 +87,9 @@ class Query:
 
 
 class Credential:
-    """An API key (id and secret) or a bearer token's verified NIP, not yet checked
-    against the database."""
+    """The request's credential as the route reads it (`app.fastpath.verified_credential`):
+    an API key (id and secret) or a bearer token's verified NIP, to be judged against the
+    row the check's statement reads with the permits."""
 
     __slots__ = ("caller", "key_id", "secret")
 
@@ -103,36 +97,28 @@ class Credential:
         self.key_id, self.secret, self.caller = key_id, secret, caller
 
     def accepted_by(self, reading: Reading) -> bool:
-        """What the route's authentication would accept, and the `check` scope for keys."""
-        if self.key_id is not None:
-            stored = reading.key_secret_sha256
-            if stored is None or reading.key_revoked:
-                return False
-            if not hmac.compare_digest(stored, hash_secret(self.secret)):
-                return False
-            scopes = reading.key_scopes
-            if isinstance(scopes, str):
-                scopes = json.loads(scopes)
-            return isinstance(scopes, list) and "check" in scopes
-        return reading.caller_active is True
+        """Whether the route's authentication accepts it (the same rules:
+        docs/RULES.md#credentials), and a key grants the check (docs/RULES.md#api-keys)."""
+        try:
+            if self.key_id is None:
+                judge_employee(reading.caller_active)
+                return True
+            judge_api_key(self.secret, reading.key_secret_sha256, reading.key_revoked)
+        except Unauthenticated:
+            return False
+        scopes = reading.key_scopes
+        if isinstance(scopes, str):  # JSON text on SQLite
+            scopes = json.loads(scopes)
+        return isinstance(scopes, list) and grants(scopes, "check")
 
 
 async def _credential(scope: Scope) -> Credential | None:
-    headers = credential_headers(scope)
-    if headers is None:
+    credential = await verified_credential(scope)
+    if credential is None:
         return None
-    authorization, api_key = headers
-    if (authorization is None) == (api_key is None):
-        return None
-    if api_key is not None:
-        prefix, _, rest = api_key.partition("_")
-        key_id, _, secret = rest.partition("_")
-        if prefix != API_KEY_PREFIX or not could_be_key_id(key_id) or not secret:
-            return None
-        return Credential(key_id=key_id, secret=secret)
-    assert authorization is not None
-    nip = await bearer_nip(scope, authorization)
-    return None if nip is None else Credential(caller=nip)
+    if isinstance(credential, PresentedKey):
+        return Credential(key_id=credential.key_id, secret=credential.secret)
+    return Credential(caller=credential)
 
 
 class CheckFastPath(FastPath):

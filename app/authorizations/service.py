@@ -15,7 +15,7 @@ from typing import Any
 
 from app.authorizations.reader import Candidate, CheckReader, Form, Reading
 from app.authorizations.rules import Verdict, disclose, evaluate, needs_approvers
-from app.org.nip import NipError, infer_employment
+from app.nip import NipError, infer_employment
 from app.timeutil import format_instant
 
 

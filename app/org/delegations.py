@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import append_event
-from app.errors import Conflict, Forbidden, InvalidInput, NotFound, field_error
+from app.errors import Conflict, Forbidden, InvalidInput, field_error
 from app.ids import new_id
 from app.org.models import Delegation, Employee, Unit
 from app.org.schemas import DelegationCreate
 from app.org.service import get_unit, require_active_employee
+from app.records import get_or_404
 from app.timeutil import format_instant, utcnow
 
 MAX_DELEGATION = timedelta(days=366)
@@ -33,6 +35,22 @@ def _snapshot(delegation: Delegation) -> dict[str, str | None]:
         "ends_at": format_instant(delegation.ends_at),
         "reason": delegation.reason,
     }
+
+
+async def get_delegation(
+    session: AsyncSession, delegation_id: str, *, for_update: bool = False
+) -> Delegation:
+    return await get_or_404(session, Delegation, delegation_id, "Delegation", for_update=for_update)
+
+
+async def _record(
+    session: AsyncSession, actor: Employee, delegation: Delegation, verb: str, data: Any
+) -> None:
+    """The delegation's change and its audit event (`delegation.created`, `.revoked`)."""
+    subject = f"delegation:{delegation.id}"
+    await append_event(
+        session, actor.nip, f"delegation.{verb}", subject, data, delegation.unit_code
+    )
 
 
 def _check_window(starts_at: datetime, ends_at: datetime) -> None:
@@ -78,15 +96,7 @@ async def create_delegation(
         **body.model_dump(),
     )
     session.add(delegation)
-    await session.flush()
-    await append_event(
-        session,
-        actor=actor.nip,
-        action="delegation.created",
-        subject=f"delegation:{delegation.id}",
-        data=_snapshot(delegation),
-        unit_code=unit_code,
-    )
+    await _record(session, actor, delegation, "created", _snapshot(delegation))
     return delegation
 
 
@@ -94,9 +104,7 @@ async def revoke_delegation(
     session: AsyncSession, actor: Employee, delegation_id: str
 ) -> Delegation:
     """End a delegation now (or cancel it before it starts). The record stays."""
-    delegation = await session.get(Delegation, delegation_id, with_for_update=True)
-    if delegation is None:
-        raise NotFound(f"Delegation {delegation_id} does not exist.")
+    delegation = await get_delegation(session, delegation_id, for_update=True)
     unit = await get_unit(session, delegation.unit_code)
     if not may_manage_delegations(actor, unit):
         raise Forbidden(
@@ -108,15 +116,8 @@ async def revoke_delegation(
         raise Conflict(f"Delegation {delegation_id} has already ended.", code="delegation_ended")
     delegation.revoked_at = now
     delegation.revoked_by = actor.nip
-    await session.flush()
-    await append_event(
-        session,
-        actor=actor.nip,
-        action="delegation.revoked",
-        subject=f"delegation:{delegation.id}",
-        data={"id": delegation.id, "revoked_at": format_instant(now)},
-        unit_code=unit.code,
-    )
+    data = {"id": delegation.id, "revoked_at": format_instant(now)}
+    await _record(session, actor, delegation, "revoked", data)
     return delegation
 
 

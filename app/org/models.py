@@ -8,9 +8,9 @@ from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime
+from app.nip import NIP_LENGTH
 
 CODE_LENGTH = 32
-NIP_LENGTH = 18
 UNIT_KINDS = ("administrative", "service", "meeting", "studio", "other")
 
 

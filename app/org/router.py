@@ -8,13 +8,15 @@ unit's delegations also that unit's head.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel
 from sqlalchemy import select
 
-from app.auth.dependencies import Admin, CurrentEmployee
-from app.db import SessionDep
+from app.auth.dependencies import Admin, CurrentEmployee, WriteSession
+from app.db import ReadSession
 from app.errors import API_PROBLEMS, NotFound, created_links, problem_responses
 from app.org import delegations as delegation_service
 from app.org import service
@@ -35,28 +37,74 @@ from app.org.schemas import (
     WorkspaceOut,
     WorkspaceUpdate,
 )
-from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, keyset_page
+from app.pagination import Page
+from app.records import PageQuery, matching, page_of
 from app.timeutil import utcnow
 
 router = APIRouter(prefix="/api/v1", responses=API_PROBLEMS)
 
 _READ = problem_responses(404)
 _CREATE = problem_responses(400, 409, 413)
-
-
-def _creates(parameter: str, field: str, *operation_ids: str) -> dict[int | str, dict[str, Any]]:
-    return {**_CREATE, **created_links(parameter, field, *operation_ids)}
-
-
 _UPDATE = problem_responses(400, 404, 409, 413)
+Out = TypeVar("Out", bound=BaseModel)
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 
-def _created(response: Response, location: str) -> None:
+CodeFilter = Annotated[str | None, Query(max_length=32)]
+
+
+def _creates(path: str, key: str, *operation_ids: str) -> Callable[[Endpoint], Endpoint]:
+    """A POST that creates a record of the organisation: 201 with `Location`, its problems,
+    and links from the new record's `key` to the operations that take it."""
+    return router.post(
+        path,
+        status_code=201,
+        tags=["organisation"],
+        responses={**_CREATE, **created_links(key, key, *operation_ids)},
+    )
+
+
+def _created(response: Response, location: str, out: type[Out], record: object) -> Out:
+    """The 201's body, with the new record's `Location` (docs/RULES.md#created)."""
     response.headers["Location"] = location
+    return out.model_validate(record)
+
+
+# --- what a route reads: loaded, or a 404, once the caller is known to see it ---------
+
+
+async def _unit(code: str, session: ReadSession, _: CurrentEmployee) -> Unit:
+    return await service.get_unit(session, code)
+
+
+async def _workspace(code: str, session: ReadSession, _: CurrentEmployee) -> Workspace:
+    return await service.get_workspace(session, code)
+
+
+def _sees_all_employees(employee: Employee) -> bool:
+    return employee.is_admin or employee.is_auditor
+
+
+async def _employee_record(nip: str, session: ReadSession, caller: CurrentEmployee) -> Employee:
+    """Admins, auditors and the employee themself see the record; others get a 404
+    (docs/RULES.md#not-found)."""
+    if nip != caller.nip and not _sees_all_employees(caller):
+        raise NotFound(f"Employee {nip} does not exist.")
+    return await service.get_employee(session, nip)
+
+
+async def _delegation(delegation_id: str, session: ReadSession, _: CurrentEmployee) -> Delegation:
+    return await delegation_service.get_delegation(session, delegation_id)
+
+
+CurrentUnit = Annotated[Unit, Depends(_unit)]
+CurrentWorkspace = Annotated[Workspace, Depends(_workspace)]
+EmployeeRecord = Annotated[Employee, Depends(_employee_record)]
+CurrentDelegation = Annotated[Delegation, Depends(_delegation)]
 
 
 @router.get("/me", tags=["organisation"])
-async def read_me(session: SessionDep, employee: CurrentEmployee) -> MeOut:
+async def read_me(session: ReadSession, employee: CurrentEmployee) -> MeOut:
     """The caller's employee record, the units they head and the delegations they hold now."""
     heads = (
         await session.scalars(
@@ -87,51 +135,35 @@ async def read_me(session: SessionDep, employee: CurrentEmployee) -> MeOut:
 # --- units --------------------------------------------------------------------
 
 
-@router.post(
-    "/units",
-    status_code=201,
-    tags=["organisation"],
-    responses=_creates(
-        "code", "code", "read_unit", "update_unit", "list_delegations", "create_delegation"
-    ),
-)
+@_creates("/units", "code", "read_unit", "update_unit", "list_delegations", "create_delegation")
 async def create_unit(
-    body: UnitCreate, session: SessionDep, admin: Admin, response: Response
+    body: UnitCreate, session: WriteSession, admin: Admin, response: Response
 ) -> UnitOut:
     """Create a unit (unit kerja). Admins only."""
     unit = await service.create_unit(session, admin.nip, body)
-    _created(response, f"/api/v1/units/{unit.code}")
-    return UnitOut.model_validate(unit)
+    return _created(response, f"/api/v1/units/{unit.code}", UnitOut, unit)
 
 
 @router.get("/units", tags=["organisation"])
 async def list_units(
-    session: SessionDep,
+    session: ReadSession,
     _: CurrentEmployee,
-    parent_code: Annotated[str | None, Query(max_length=32)] = None,
+    page: PageQuery,
+    parent_code: CodeFilter = None,
     active: bool | None = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
 ) -> Page[UnitOut]:
     """Units, ordered by code."""
-    statement = select(Unit)
-    if parent_code is not None:
-        statement = statement.where(Unit.parent_code == parent_code)
-    if active is not None:
-        statement = statement.where(Unit.active.is_(active))
-    rows, next_cursor = await keyset_page(
-        session, statement, Unit.code, cursor=cursor, limit=limit, key_of=lambda u: u.code
-    )
-    return Page[UnitOut](items=[UnitOut.model_validate(u) for u in rows], next_cursor=next_cursor)
+    statement = matching(select(Unit), (Unit.parent_code, parent_code), (Unit.active, active))
+    return await page_of(session, statement, Unit.code, UnitOut, page)
 
 
 @router.get("/units/{code}", tags=["organisation"], responses=_READ)
-async def read_unit(code: str, session: SessionDep, _: CurrentEmployee) -> UnitOut:
-    return UnitOut.model_validate(await service.get_unit(session, code))
+async def read_unit(unit: CurrentUnit) -> UnitOut:
+    return UnitOut.model_validate(unit)
 
 
 @router.patch("/units/{code}", tags=["organisation"], responses=_UPDATE)
-async def update_unit(code: str, body: UnitUpdate, session: SessionDep, admin: Admin) -> UnitOut:
+async def update_unit(code: str, body: UnitUpdate, session: WriteSession, admin: Admin) -> UnitOut:
     """Change a unit: name, parent, head, or deactivate it (`"active": false`). Admins only."""
     return UnitOut.model_validate(await service.update_unit(session, admin.nip, code, body))
 
@@ -139,55 +171,42 @@ async def update_unit(code: str, body: UnitUpdate, session: SessionDep, admin: A
 # --- workspaces ---------------------------------------------------------------
 
 
-@router.post(
-    "/workspaces",
-    status_code=201,
-    tags=["organisation"],
-    responses=_creates("code", "code", "read_workspace", "update_workspace"),
-)
+@_creates("/workspaces", "code", "read_workspace", "update_workspace")
 async def create_workspace(
-    body: WorkspaceCreate, session: SessionDep, admin: Admin, response: Response
+    body: WorkspaceCreate, session: WriteSession, admin: Admin, response: Response
 ) -> WorkspaceOut:
     """Create a workspace (ruang kerja) owned by a unit. Admins only."""
     workspace = await service.create_workspace(session, admin.nip, body)
-    _created(response, f"/api/v1/workspaces/{workspace.code}")
-    return WorkspaceOut.model_validate(workspace)
+    return _created(response, f"/api/v1/workspaces/{workspace.code}", WorkspaceOut, workspace)
 
 
 @router.get("/workspaces", tags=["organisation"])
 async def list_workspaces(
-    session: SessionDep,
+    session: ReadSession,
     _: CurrentEmployee,
-    unit_code: Annotated[str | None, Query(max_length=32)] = None,
+    page: PageQuery,
+    unit_code: CodeFilter = None,
     kind: WorkspaceKind | None = None,
     active: bool | None = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
 ) -> Page[WorkspaceOut]:
     """Workspaces, ordered by code."""
-    statement = select(Workspace)
-    if unit_code is not None:
-        statement = statement.where(Workspace.unit_code == unit_code)
-    if kind is not None:
-        statement = statement.where(Workspace.kind == kind)
-    if active is not None:
-        statement = statement.where(Workspace.active.is_(active))
-    rows, next_cursor = await keyset_page(
-        session, statement, Workspace.code, cursor=cursor, limit=limit, key_of=lambda w: w.code
+    statement = matching(
+        select(Workspace),
+        (Workspace.unit_code, unit_code),
+        (Workspace.kind, kind),
+        (Workspace.active, active),
     )
-    return Page[WorkspaceOut](
-        items=[WorkspaceOut.model_validate(w) for w in rows], next_cursor=next_cursor
-    )
+    return await page_of(session, statement, Workspace.code, WorkspaceOut, page)
 
 
 @router.get("/workspaces/{code}", tags=["organisation"], responses=_READ)
-async def read_workspace(code: str, session: SessionDep, _: CurrentEmployee) -> WorkspaceOut:
-    return WorkspaceOut.model_validate(await service.get_workspace(session, code))
+async def read_workspace(workspace: CurrentWorkspace) -> WorkspaceOut:
+    return WorkspaceOut.model_validate(workspace)
 
 
 @router.patch("/workspaces/{code}", tags=["organisation"], responses=_UPDATE)
 async def update_workspace(
-    code: str, body: WorkspaceUpdate, session: SessionDep, admin: Admin
+    code: str, body: WorkspaceUpdate, session: WriteSession, admin: Admin
 ) -> WorkspaceOut:
     """Change a workspace, move it to another unit, or deactivate it. Admins only."""
     workspace = await service.update_workspace(session, admin.nip, code, body)
@@ -197,61 +216,42 @@ async def update_workspace(
 # --- employees ----------------------------------------------------------------
 
 
-def _sees_all_employees(employee: Employee) -> bool:
-    return employee.is_admin or employee.is_auditor
-
-
-@router.post(
-    "/employees",
-    status_code=201,
-    tags=["organisation"],
-    responses=_creates("nip", "nip", "read_employee", "update_employee"),
-)
+@_creates("/employees", "nip", "read_employee", "update_employee")
 async def create_employee(
-    body: EmployeeCreate, session: SessionDep, admin: Admin, response: Response
+    body: EmployeeCreate, session: WriteSession, admin: Admin, response: Response
 ) -> EmployeeOut:
     """Register an employee (PNS or PPPK). The NIP is checked part by part. Admins only."""
     employee = await service.create_employee(session, admin.nip, body)
-    _created(response, f"/api/v1/employees/{employee.nip}")
-    return EmployeeOut.model_validate(employee)
+    return _created(response, f"/api/v1/employees/{employee.nip}", EmployeeOut, employee)
 
 
 @router.get("/employees", tags=["organisation"])
 async def list_employees(
-    session: SessionDep,
+    session: ReadSession,
     caller: CurrentEmployee,
-    unit_code: Annotated[str | None, Query(max_length=32)] = None,
+    page: PageQuery,
+    unit_code: CodeFilter = None,
     active: bool | None = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
 ) -> Page[EmployeeOut]:
     """Employees, ordered by NIP. Admins and auditors see everyone; others only themselves."""
-    statement = select(Employee)
-    if not _sees_all_employees(caller):
-        statement = statement.where(Employee.nip == caller.nip)
-    if unit_code is not None:
-        statement = statement.where(Employee.unit_code == unit_code)
-    if active is not None:
-        statement = statement.where(Employee.active.is_(active))
-    rows, next_cursor = await keyset_page(
-        session, statement, Employee.nip, cursor=cursor, limit=limit, key_of=lambda e: e.nip
+    statement = matching(
+        select(Employee),
+        (Employee.nip, None if _sees_all_employees(caller) else caller.nip),
+        (Employee.unit_code, unit_code),
+        (Employee.active, active),
     )
-    return Page[EmployeeOut](
-        items=[EmployeeOut.model_validate(e) for e in rows], next_cursor=next_cursor
-    )
+    return await page_of(session, statement, Employee.nip, EmployeeOut, page)
 
 
 @router.get("/employees/{nip}", tags=["organisation"], responses=_READ)
-async def read_employee(nip: str, session: SessionDep, caller: CurrentEmployee) -> EmployeeOut:
+async def read_employee(employee: EmployeeRecord) -> EmployeeOut:
     """One employee. Visible to admins, auditors and the employee themself (others: 404)."""
-    if nip != caller.nip and not _sees_all_employees(caller):
-        raise NotFound(f"Employee {nip} does not exist.")
-    return EmployeeOut.model_validate(await service.get_employee(session, nip))
+    return EmployeeOut.model_validate(employee)
 
 
 @router.patch("/employees/{nip}", tags=["organisation"], responses=_UPDATE)
 async def update_employee(
-    nip: str, body: EmployeeUpdate, session: SessionDep, admin: Admin
+    nip: str, body: EmployeeUpdate, session: WriteSession, admin: Admin
 ) -> EmployeeOut:
     """Change an employee, their roles, or deactivate them. Admins only."""
     return EmployeeOut.model_validate(await service.update_employee(session, admin.nip, nip, body))
@@ -264,42 +264,26 @@ async def update_employee(
 async def create_delegation(
     code: str,
     body: DelegationCreate,
-    session: SessionDep,
+    session: WriteSession,
     caller: CurrentEmployee,
     response: Response,
 ) -> DelegationOut:
     """Appoint a Plh (head absent) or Plt (post vacant) for a window. Admins and the unit head."""
     delegation = await delegation_service.create_delegation(session, caller, code, body)
-    _created(response, f"/api/v1/delegations/{delegation.id}")
-    return DelegationOut.model_validate(delegation)
+    return _created(response, f"/api/v1/delegations/{delegation.id}", DelegationOut, delegation)
 
 
 @router.get("/units/{code}/delegations", tags=["delegations"], responses=_READ)
 async def list_delegations(
-    code: str,
-    session: SessionDep,
-    _: CurrentEmployee,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    unit: CurrentUnit, session: ReadSession, page: PageQuery
 ) -> Page[DelegationOut]:
     """A unit's delegations, past, present and future, oldest first."""
-    await service.get_unit(session, code)
-    statement = select(Delegation).where(Delegation.unit_code == code)
-    rows, next_cursor = await keyset_page(
-        session, statement, Delegation.id, cursor=cursor, limit=limit, key_of=lambda d: d.id
-    )
-    return Page[DelegationOut](
-        items=[DelegationOut.model_validate(d) for d in rows], next_cursor=next_cursor
-    )
+    statement = select(Delegation).where(Delegation.unit_code == unit.code)
+    return await page_of(session, statement, Delegation.id, DelegationOut, page)
 
 
 @router.get("/delegations/{delegation_id}", tags=["delegations"], responses=_READ)
-async def read_delegation(
-    delegation_id: str, session: SessionDep, _: CurrentEmployee
-) -> DelegationOut:
-    delegation = await session.get(Delegation, delegation_id)
-    if delegation is None:
-        raise NotFound(f"Delegation {delegation_id} does not exist.")
+async def read_delegation(delegation: CurrentDelegation) -> DelegationOut:
     return DelegationOut.model_validate(delegation)
 
 
@@ -307,7 +291,7 @@ async def read_delegation(
     "/delegations/{delegation_id}", tags=["delegations"], responses=problem_responses(404, 409)
 )
 async def revoke_delegation(
-    delegation_id: str, session: SessionDep, caller: CurrentEmployee
+    delegation_id: str, session: WriteSession, caller: CurrentEmployee
 ) -> DelegationOut:
     """End a delegation now. The record is kept (with `revoked_at`), never erased."""
     delegation = await delegation_service.revoke_delegation(session, caller, delegation_id)

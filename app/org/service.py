@@ -1,22 +1,23 @@
 """Rules of the organisation: units, workspaces, employees.
 
 Services only `flush()`; the request's unit of work commits. Every change
-appends its audit event in the same transaction.
+appends its audit event in the same transaction (docs/RULES.md#audit-events).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import SYSTEM_ACTOR, append_event
-from app.errors import AlreadyExists, Conflict, InvalidInput, NotFound, field_error
+from app.errors import AlreadyExists, Conflict, InvalidInput, field_error
+from app.nip import NipError, infer_employment, parse_nip
 from app.org.models import Employee, Unit, Workspace
-from app.org.nip import NipError, infer_employment, parse_nip
 from app.org.schemas import (
     EmployeeCreate,
     EmployeeUpdate,
@@ -25,101 +26,130 @@ from app.org.schemas import (
     WorkspaceCreate,
     WorkspaceUpdate,
 )
+from app.records import get_or_404
 from app.timeutil import utcnow
 
+OrgRecord = Unit | Workspace | Employee
+New = TypeVar("New", Unit, Workspace, Employee)
 
-def snapshot(obj: Unit | Workspace | Employee) -> dict[str, Any]:
+# What the audit trail calls each kind of record, and which of its fields it keeps.
+_KIND: dict[type[OrgRecord], str] = {Unit: "unit", Workspace: "workspace", Employee: "employee"}
+_AUDITED: dict[type[OrgRecord], tuple[str, ...]] = {
+    Unit: ("code", "name", "parent_code", "head_nip", "active"),
+    Workspace: ("code", "name", "unit_code", "kind", "active"),
+    Employee: ("nip", "name", "employment", "unit_code", "position", "roles", "active"),
+}
+
+
+def snapshot(obj: OrgRecord) -> dict[str, Any]:
     """The audited state of an organisation record."""
-    fields: tuple[str, ...]
-    if isinstance(obj, Unit):
-        fields = ("code", "name", "parent_code", "head_nip", "active")
-    elif isinstance(obj, Workspace):
-        fields = ("code", "name", "unit_code", "kind", "active")
-    else:
-        fields = ("nip", "name", "employment", "unit_code", "position", "roles", "active")
-    return {name: getattr(obj, name) for name in fields}
+    return {name: getattr(obj, name) for name in _AUDITED[type(obj)]}
+
+
+def _key(obj: OrgRecord) -> str:
+    return obj.nip if isinstance(obj, Employee) else obj.code
+
+
+def _label(model: type[OrgRecord]) -> str:
+    return _KIND[model].capitalize()
 
 
 def _changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return {k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]}
 
 
-def _refuse_nulls(fields: dict[str, Any], *names: str) -> None:
-    for name in names:
+def _patch(body: BaseModel, *not_nullable: str) -> dict[str, Any]:
+    """The fields a PATCH sets; `null` for one that cannot be empty is a 422."""
+    fields = body.model_dump(exclude_unset=True)
+    for name in not_nullable:
         if name in fields and fields[name] is None:
             raise InvalidInput(
                 f"{name} cannot be null.",
                 errors=[field_error(["body", name], "cannot be null", "not_nullable")],
             )
+    return fields
 
 
-async def _flush_new(session: AsyncSession, obj: object, what: str) -> None:
+async def _record(session: AsyncSession, actor: str, obj: OrgRecord, verb: str, data: Any) -> None:
+    """The record's change and its audit event (`unit.created`, `employee.updated`, …)."""
+    kind = _KIND[type(obj)]
+    unit_code = obj.code if isinstance(obj, Unit) else obj.unit_code
+    await append_event(session, actor, f"{kind}.{verb}", f"{kind}:{_key(obj)}", data, unit_code)
+
+
+async def _refuse_existing(session: AsyncSession, model: type[OrgRecord], key: str) -> None:
+    if await session.get(model, key) is not None:
+        raise AlreadyExists(f"{_label(model)} {key} already exists.")
+
+
+async def _insert(session: AsyncSession, actor: str, obj: New) -> New:
+    """Store a new record, created now, with its audit event. A record with the same key
+    stored meanwhile makes it a 409 (docs/RULES.md#org-records)."""
+    obj.created_at = obj.updated_at = utcnow()
     session.add(obj)
     try:
         async with session.begin_nested():
             await session.flush()
     except IntegrityError:
-        raise AlreadyExists(f"{what} already exists.") from None
+        raise AlreadyExists(f"{_label(type(obj))} {_key(obj)} already exists.") from None
+    await _record(session, actor, obj, "created", snapshot(obj))
+    return obj
+
+
+async def _apply_update(
+    session: AsyncSession, actor: str, obj: OrgRecord, fields: dict[str, Any]
+) -> None:
+    """Set `fields`; if anything changed, the record is updated now, with its audit event."""
+    before = snapshot(obj)
+    for name, value in fields.items():
+        setattr(obj, name, value)
+    changes = _changes(before, snapshot(obj))
+    if changes:
+        obj.updated_at = utcnow()
+        await _record(session, actor, obj, "updated", {"changes": changes})
 
 
 # --- references ---------------------------------------------------------------
 
 
+async def _require(
+    session: AsyncSession, model: type[Unit | Employee], key: str, loc: Sequence[str], active: bool
+) -> Any:
+    """A record named in a request body: unknown or (when `active`) inactive is a 422 naming
+    the field (docs/RULES.md#org-records)."""
+    kind, label = _KIND[model], _label(model)
+    row: Unit | Employee | None = await session.get(model, key)
+    if row is None:
+        code, detail, msg = f"unknown_{kind}", "does not exist", f"no {kind} {key}"
+    elif active and not row.active:
+        code, detail, msg = f"{kind}_inactive", "is inactive", f"{kind} {key} is inactive"
+    else:
+        return row
+    raise InvalidInput(f"{label} {key} {detail}.", code=code, errors=[field_error(loc, msg, code)])
+
+
 async def require_unit(
     session: AsyncSession, code: str, loc: Sequence[str], *, active: bool = True
 ) -> Unit:
-    unit = await session.get(Unit, code)
-    if unit is None:
-        raise InvalidInput(
-            f"Unit {code} does not exist.",
-            code="unknown_unit",
-            errors=[field_error(loc, f"no unit {code}", "unknown_unit")],
-        )
-    if active and not unit.active:
-        raise InvalidInput(
-            f"Unit {code} is inactive.",
-            code="unit_inactive",
-            errors=[field_error(loc, f"unit {code} is inactive", "unit_inactive")],
-        )
+    unit: Unit = await _require(session, Unit, code, loc, active)
     return unit
 
 
 async def require_active_employee(session: AsyncSession, nip: str, loc: Sequence[str]) -> Employee:
-    employee = await session.get(Employee, nip)
-    if employee is None:
-        raise InvalidInput(
-            f"Employee {nip} does not exist.",
-            code="unknown_employee",
-            errors=[field_error(loc, f"no employee {nip}", "unknown_employee")],
-        )
-    if not employee.active:
-        raise InvalidInput(
-            f"Employee {nip} is inactive.",
-            code="employee_inactive",
-            errors=[field_error(loc, f"employee {nip} is inactive", "employee_inactive")],
-        )
+    employee: Employee = await _require(session, Employee, nip, loc, True)
     return employee
 
 
 async def get_unit(session: AsyncSession, code: str, *, for_update: bool = False) -> Unit:
-    unit = await session.get(Unit, code, with_for_update=for_update)
-    if unit is None:
-        raise NotFound(f"Unit {code} does not exist.")
-    return unit
+    return await get_or_404(session, Unit, code, "Unit", for_update=for_update)
 
 
 async def get_workspace(session: AsyncSession, code: str, *, for_update: bool = False) -> Workspace:
-    workspace = await session.get(Workspace, code, with_for_update=for_update)
-    if workspace is None:
-        raise NotFound(f"Workspace {code} does not exist.")
-    return workspace
+    return await get_or_404(session, Workspace, code, "Workspace", for_update=for_update)
 
 
 async def get_employee(session: AsyncSession, nip: str, *, for_update: bool = False) -> Employee:
-    employee = await session.get(Employee, nip, with_for_update=for_update)
-    if employee is None:
-        raise NotFound(f"Employee {nip} does not exist.")
-    return employee
+    return await get_or_404(session, Employee, nip, "Employee", for_update=for_update)
 
 
 # --- units --------------------------------------------------------------------
@@ -140,30 +170,17 @@ async def _check_parent(session: AsyncSession, unit_code: str, parent_code: str)
 
 
 async def create_unit(session: AsyncSession, actor: str, body: UnitCreate) -> Unit:
-    if await session.get(Unit, body.code) is not None:
-        raise AlreadyExists(f"Unit {body.code} already exists.")
+    await _refuse_existing(session, Unit, body.code)
     if body.parent_code is not None:
         await _check_parent(session, body.code, body.parent_code)
     if body.head_nip is not None:
         await require_active_employee(session, body.head_nip, ["body", "head_nip"])
-    now = utcnow()
-    unit = Unit(**body.model_dump(), created_at=now, updated_at=now)
-    await _flush_new(session, unit, f"Unit {body.code}")
-    await append_event(
-        session,
-        actor=actor,
-        action="unit.created",
-        subject=f"unit:{unit.code}",
-        data=snapshot(unit),
-        unit_code=unit.code,
-    )
-    return unit
+    return await _insert(session, actor, Unit(**body.model_dump()))
 
 
 async def update_unit(session: AsyncSession, actor: str, code: str, body: UnitUpdate) -> Unit:
     unit = await get_unit(session, code, for_update=True)
-    fields = body.model_dump(exclude_unset=True)
-    _refuse_nulls(fields, "name", "active")
+    fields = _patch(body, "name", "active")
     if fields.get("parent_code") is not None and fields["parent_code"] != unit.parent_code:
         await _check_parent(session, unit.code, fields["parent_code"])
     elif fields.get("active") is True and not unit.active and unit.parent_code is not None:
@@ -173,7 +190,7 @@ async def update_unit(session: AsyncSession, actor: str, code: str, body: UnitUp
         await require_active_employee(session, fields["head_nip"], ["body", "head_nip"])
     if fields.get("active") is False and unit.active:
         await _refuse_deactivating_unit_in_use(session, unit.code)
-    await _apply_update(session, actor, unit, fields, "unit", unit.code)
+    await _apply_update(session, actor, unit, fields)
     return unit
 
 
@@ -191,64 +208,26 @@ async def _refuse_deactivating_unit_in_use(session: AsyncSession, code: str) -> 
         )
 
 
-async def _apply_update(
-    session: AsyncSession,
-    actor: str,
-    obj: Unit | Workspace | Employee,
-    fields: dict[str, Any],
-    kind: str,
-    key: str,
-) -> None:
-    before = snapshot(obj)
-    for name, value in fields.items():
-        setattr(obj, name, value)
-    changes = _changes(before, snapshot(obj))
-    if changes:
-        obj.updated_at = utcnow()
-        await session.flush()
-        await append_event(
-            session,
-            actor=actor,
-            action=f"{kind}.updated",
-            subject=f"{kind}:{key}",
-            data={"changes": changes},
-            unit_code=getattr(obj, "code" if kind == "unit" else "unit_code"),
-        )
-
-
 # --- workspaces ---------------------------------------------------------------
 
 
 async def create_workspace(session: AsyncSession, actor: str, body: WorkspaceCreate) -> Workspace:
-    if await session.get(Workspace, body.code) is not None:
-        raise AlreadyExists(f"Workspace {body.code} already exists.")
+    await _refuse_existing(session, Workspace, body.code)
     await require_unit(session, body.unit_code, ["body", "unit_code"])
-    now = utcnow()
-    workspace = Workspace(**body.model_dump(), created_at=now, updated_at=now)
-    await _flush_new(session, workspace, f"Workspace {body.code}")
-    await append_event(
-        session,
-        actor=actor,
-        action="workspace.created",
-        subject=f"workspace:{workspace.code}",
-        data=snapshot(workspace),
-        unit_code=workspace.unit_code,
-    )
-    return workspace
+    return await _insert(session, actor, Workspace(**body.model_dump()))
 
 
 async def update_workspace(
     session: AsyncSession, actor: str, code: str, body: WorkspaceUpdate
 ) -> Workspace:
     workspace = await get_workspace(session, code, for_update=True)
-    fields = body.model_dump(exclude_unset=True)
-    _refuse_nulls(fields, "name", "unit_code", "kind", "active")
+    fields = _patch(body, "name", "unit_code", "kind", "active")
     if "unit_code" in fields and fields["unit_code"] != workspace.unit_code:
         await require_unit(session, fields["unit_code"], ["body", "unit_code"])
     elif fields.get("active") is True and not workspace.active:
         # An active workspace in an inactive unit is what deactivating the unit refuses.
         await require_unit(session, workspace.unit_code, ["body", "active"])
-    await _apply_update(session, actor, workspace, fields, "workspace", workspace.code)
+    await _apply_update(session, actor, workspace, fields)
     return workspace
 
 
@@ -273,31 +252,18 @@ def _role_flags(roles: Sequence[str]) -> dict[str, bool]:
 
 async def create_employee(session: AsyncSession, actor: str, body: EmployeeCreate) -> Employee:
     _check_nip(body.nip, body.employment)
-    if await session.get(Employee, body.nip) is not None:
-        raise AlreadyExists(f"Employee {body.nip} already exists.")
+    await _refuse_existing(session, Employee, body.nip)
     if body.unit_code is not None:
         await require_unit(session, body.unit_code, ["body", "unit_code"])
-    now = utcnow()
-    fields = body.model_dump(exclude={"roles"})
-    employee = Employee(**fields, **_role_flags(body.roles), created_at=now, updated_at=now)
-    await _flush_new(session, employee, f"Employee {body.nip}")
-    await append_event(
-        session,
-        actor=actor,
-        action="employee.created",
-        subject=f"employee:{employee.nip}",
-        data=snapshot(employee),
-        unit_code=employee.unit_code,
-    )
-    return employee
+    employee = Employee(**body.model_dump(exclude={"roles"}), **_role_flags(body.roles))
+    return await _insert(session, actor, employee)
 
 
 async def update_employee(
     session: AsyncSession, actor: str, nip: str, body: EmployeeUpdate
 ) -> Employee:
     employee = await get_employee(session, nip, for_update=True)
-    fields = body.model_dump(exclude_unset=True)
-    _refuse_nulls(fields, "name", "employment", "roles", "active")
+    fields = _patch(body, "name", "employment", "roles", "active")
     if "employment" in fields:
         _check_nip(employee.nip, fields["employment"])
     if fields.get("unit_code") is not None and fields["unit_code"] != employee.unit_code:
@@ -311,7 +277,7 @@ async def update_employee(
             )
     if "roles" in fields:
         fields.update(_role_flags(fields.pop("roles")))
-    await _apply_update(session, actor, employee, fields, "employee", employee.nip)
+    await _apply_update(session, actor, employee, fields)
     return employee
 
 

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.schemas import AuditEventOut
 from app.audit.service import events_of_subject
-from app.auth.dependencies import CurrentEmployee
-from app.db import SessionDep
+from app.auth.dependencies import CurrentEmployee, WriteSession
+from app.db import ReadSession
 from app.errors import API_PROBLEMS, Forbidden, created_links, problem_responses
 from app.org.models import Employee
 from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
@@ -67,7 +67,7 @@ def _permit_response(view: service.PermitView, status_code: int = 200) -> JSONRe
 
 async def _idempotent(
     request: Request,
-    session: SessionDep,
+    session: WriteSession,
     caller: str,
     key: str | None,
     body: BaseModel | None,
@@ -150,7 +150,7 @@ async def read_policy(request: Request, _: CurrentEmployee) -> dict[str, Any]:
 async def submit_permit(
     body: PermitCreate,
     request: Request,
-    session: SessionDep,
+    session: WriteSession,
     employee: CurrentEmployee,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
@@ -168,7 +168,7 @@ async def submit_permit(
 
 @router.get("/permits")
 async def list_permits(
-    session: SessionDep,
+    session: ReadSession,
     employee: CurrentEmployee,
     status: Status | None = None,
     workspace_code: Annotated[str | None, Query(max_length=32)] = None,
@@ -204,7 +204,7 @@ async def list_permits(
 
 @router.get("/permits/{permit_id}", response_model=PermitOut, responses=problem_responses(404))
 async def read_permit(
-    permit_id: str, session: SessionDep, employee: CurrentEmployee
+    permit_id: str, session: ReadSession, employee: CurrentEmployee
 ) -> JSONResponse:
     """One permit, with its version as `ETag`."""
     return _permit_response(await service.read_permit(session, employee, permit_id))
@@ -214,7 +214,7 @@ async def read_permit(
 async def approve_permit(
     permit_id: str,
     request: Request,
-    session: SessionDep,
+    session: WriteSession,
     employee: CurrentEmployee,
     body: ApproveBody | None = None,
     if_match: IfMatch = None,
@@ -239,7 +239,7 @@ async def deny_permit(
     permit_id: str,
     body: DenyBody,
     request: Request,
-    session: SessionDep,
+    session: WriteSession,
     employee: CurrentEmployee,
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,
@@ -262,7 +262,7 @@ async def deny_permit(
 async def cancel_permit(
     permit_id: str,
     request: Request,
-    session: SessionDep,
+    session: WriteSession,
     employee: CurrentEmployee,
     body: CancelBody | None = None,
     if_match: IfMatch = None,
@@ -287,7 +287,7 @@ async def revoke_permit(
     permit_id: str,
     body: RevokeBody,
     request: Request,
-    session: SessionDep,
+    session: WriteSession,
     employee: CurrentEmployee,
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,
@@ -308,7 +308,7 @@ async def revoke_permit(
 
 @router.get("/permits/{permit_id}/events", responses=problem_responses(404))
 async def permit_events(
-    permit_id: str, session: SessionDep, employee: CurrentEmployee
+    permit_id: str, session: ReadSession, employee: CurrentEmployee
 ) -> list[AuditEventOut]:
     """This permit's audit events, oldest first. Auditors and admins."""
     await service.read_permit(session, employee, permit_id)

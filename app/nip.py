@@ -4,6 +4,9 @@ PNS, 18 digits:  birth date YYYYMMDD | appointment YYYYMM | sex 1/2 | sequence N
 PPPK, 18 digits: birth date YYYYMMDD | first appointment YYYY | contract NN | sex 1/2 | sequence NNN
 
 Digit positions in messages are 1-based, as a person counts them on an ID card.
+
+Shared by the settings (BOOTSTRAP_ADMIN_NIPS), authentication and the organisation,
+so it depends on nothing of theirs (docs/RULES.md#nip).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Literal
 
 Employment = Literal["pns", "pppk"]
+NIP_LENGTH = 18
 
 # Birth and appointment dates are calendar dates of the regency, so "the future"
 # is judged by the date in WIB (UTC+7, no daylight saving), not by the UTC date.
@@ -32,6 +36,12 @@ class Nip:
     appointment_month: int | None
     sex: int
     sequence: int
+
+
+def could_be_nip(value: str) -> bool:
+    """Every stored NIP is 18 ASCII digits; anything else names no employee and is not
+    sent to the database (PostgreSQL rejects some strings, e.g. with a NUL, outright)."""
+    return len(value) == NIP_LENGTH and value.isascii() and value.isdigit()
 
 
 def regency_today() -> date:
@@ -68,8 +78,8 @@ def parse_nip(nip: str, employment: Employment = "pns", *, today: date | None = 
     `today` (default: the regency's date now) is the limit for birth and appointment.
     """
     today = today or regency_today()
-    if len(nip) != 18:
-        raise NipError(f"must be exactly 18 digits, not {len(nip)} characters")
+    if len(nip) != NIP_LENGTH:
+        raise NipError(f"must be exactly {NIP_LENGTH} digits, not {len(nip)} characters")
     if not (nip.isascii() and nip.isdigit()):
         raise NipError("must contain only the digits 0-9")
     born = _birth_date(nip, today)
