@@ -76,7 +76,7 @@ async def check(
             ],
         )
     if nip is not None and (problem := service.nip_error(nip)) is not None:
-        # docs/RULES.md#check-query: the NIP rule of `app.org.nip`.
+        # docs/RULES.md#check-query: the NIP rule of `app.nip`.
         raise InvalidInput(
             f"`nip` is not a NIP: {problem}.",
             code="invalid_nip",

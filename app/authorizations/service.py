@@ -29,7 +29,7 @@ class Caller:
 
 
 def nip_error(nip: str) -> str | None:
-    """Why `nip` is no NIP (`app.org.nip`, PNS or PPPK), or None (docs/RULES.md#check-query)."""
+    """Why `nip` is no NIP (`app.nip`, PNS or PPPK), or None (docs/RULES.md#check-query)."""
     try:
         infer_employment(nip)
     except NipError as exc:
