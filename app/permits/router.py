@@ -1,31 +1,27 @@
 """HTTP endpoints of the permit workflow: each parses, calls the service, returns the permit.
 
 `Idempotency-Key` (docs/RULES.md#idempotency) and `If-Match` (docs/RULES.md#if-match) are
-declared as dependencies (`Idempotent`, `IfMatchVersion`); `limit` and `cursor` as
-`PageParams` (docs/RULES.md#pagination).
+declared as dependencies (`Idempotent`; `DecisionDep` holds both for the decisions), and
+`limit` and `cursor` as `PageParams` (docs/RULES.md#pagination).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.schemas import AuditEventOut
 from app.audit.service import events_of_subject
 from app.auth.dependencies import CurrentEmployee
 from app.db import SessionDep
 from app.errors import API_PROBLEMS, Forbidden, created_links, problem_responses
-from app.http import IfMatchVersion, resource_response
-from app.org.models import Employee
+from app.http import resource_response
 from app.pagination import Page, PageParams
 from app.permits import listing, service
-from app.permits.idempotency import Idempotent, Once
-from app.permits.lifecycle import ACTIONS
+from app.permits.dependencies import DecisionDep, ListFilters
+from app.permits.idempotency import Idempotent
 from app.permits.policy import describe
 from app.permits.schemas import (
     ApproveBody,
@@ -36,8 +32,6 @@ from app.permits.schemas import (
     RevokeBody,
 )
 from app.permits.visibility import sees_everything
-from app.permits.vocabulary import Status
-from app.timeutil import InstantIn
 
 router = APIRouter(prefix="/api/v1", tags=["permits"], responses=API_PROBLEMS)
 
@@ -80,36 +74,11 @@ async def submit_permit(
     return await once(body, lambda: service.submit_permit(session, employee, body, limits), 201)
 
 
-def list_filters(
-    status: Status | None = None,
-    workspace_code: Annotated[str | None, Query(max_length=32)] = None,
-    unit_code: Annotated[str | None, Query(max_length=32)] = None,
-    requester_nip: Annotated[str | None, Query(max_length=32)] = None,
-    from_: Annotated[
-        InstantIn | None, Query(alias="from", description="Windows ending after this.")
-    ] = None,
-    to: Annotated[InstantIn | None, Query(description="Windows starting before this.")] = None,
-    awaiting: Annotated[
-        Literal["me"] | None, Query(description="`me`: pending permits you may decide.")
-    ] = None,
-) -> listing.Filters:
-    """The list's filters, from its query."""
-    return listing.Filters(
-        status=status,
-        workspace_code=workspace_code,
-        unit_code=unit_code,
-        requester_nip=requester_nip,
-        starts_before=to,
-        ends_after=from_,
-        awaiting_me=awaiting == "me",
-    )
-
-
 @router.get("/permits")
 async def list_permits(
     session: SessionDep,
     employee: CurrentEmployee,
-    filters: Annotated[listing.Filters, Depends(list_filters)],
+    filters: ListFilters,
     page: PageParams,
 ) -> Page[PermitOut]:
     """Permits the caller may see, oldest first."""
@@ -124,42 +93,6 @@ async def read_permit(
     """One permit, with its version as `ETag`."""
     permit = await service.read_permit(session, employee, permit_id)
     return resource_response(request.url.path, permit.model_dump(mode="json"))
-
-
-@dataclass(frozen=True)
-class Decision:
-    """A request to move the permit `permit_id` on, with its `If-Match` and
-    `Idempotency-Key`: each decision endpoint names its action, body and text."""
-
-    permit_id: str
-    session: AsyncSession
-    employee: Employee
-    version: int | None
-    once: Once
-
-    async def __call__(self, action: str, body: BaseModel | None) -> JSONResponse:
-        # The body's text is the one the lifecycle records for this action (`note`, `reason`).
-        field = ACTIONS[action][0].text
-        text = getattr(body, field) if body is not None and field is not None else None
-        return await self.once(
-            body,
-            lambda: service.take_action(
-                self.session, self.employee, self.permit_id, action, text, self.version
-            ),
-        )
-
-
-def decision(
-    permit_id: str,
-    session: SessionDep,
-    employee: CurrentEmployee,
-    version: IfMatchVersion,
-    once: Idempotent,
-) -> Decision:
-    return Decision(permit_id, session, employee, version, once)
-
-
-DecisionDep = Annotated[Decision, Depends(decision)]
 
 
 @router.post("/permits/{permit_id}/approve", response_model=PermitOut, responses=_DECISION)
