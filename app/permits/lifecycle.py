@@ -84,6 +84,10 @@ APPROVER, REQUESTER, SYSTEM = Party.APPROVER, Party.REQUESTER, Party.SYSTEM
 DECIDES, CLOSES, STATUS = Writes.DECIDES, Writes.CLOSES, Writes.STATUS
 
 
+Guard = Window | WorkspaceFree | None
+Text = Literal["note", "reason"] | None
+
+
 @dataclass(frozen=True)
 class Transition:
     source: str
@@ -92,11 +96,13 @@ class Transition:
     by: Party
     writes: Writes
     audit: str  # the audit event's action
-    guard: Window | WorkspaceFree | None
-    text: Literal["note", "reason"] | None  # the request's text: recorded as, and in the event
+    guard: Guard
+    text: Text  # the request's text: recorded as, and in the event
 
 
-TRANSITIONS: tuple[Transition, ...] = tuple(Transition(*row) for row in (
+_Row = tuple[str, str, str, Party, Writes, str, Guard, Text]  # a `Transition`'s fields
+
+_ROWS: tuple[_Row, ...] = (
     # from, action, to, by, writes, audit action, guard, text (the request's, recorded as)
     ("pending", "approve", "approved", APPROVER, DECIDES, "permit.approved", NO_OVERLAP, "note"),
     ("pending", "deny", "denied", APPROVER, DECIDES, "permit.denied", None, "reason"),
@@ -104,7 +110,8 @@ TRANSITIONS: tuple[Transition, ...] = tuple(Transition(*row) for row in (
     ("approved", "cancel", "cancelled", REQUESTER, CLOSES, "permit.cancelled", UNSTARTED, "reason"),
     ("approved", "revoke", "revoked", APPROVER, CLOSES, "permit.revoked", UNENDED, "reason"),
     ("pending", "expire", "expired", SYSTEM, STATUS, "permit.expired", STARTED, None),
-))  # fmt: skip
+)  # fmt: skip
+TRANSITIONS: tuple[Transition, ...] = tuple(Transition(*row) for row in _ROWS)
 ACTIONS: dict[str, tuple[Transition, ...]] = {
     action: tuple(t for t in TRANSITIONS if t.action == action)
     for action in dict.fromkeys(t.action for t in TRANSITIONS)
