@@ -18,12 +18,11 @@ from app.permits import policy
 from app.permits.approvers import Approver, resolve_approvers
 from app.permits.lifecycle import apply_transition, effective_status
 from app.permits.models import Permit
+from app.permits.reader import COLUMNS
 from app.permits.schemas import PermitCreate, PermitOut
 from app.permits.visibility import visible_permit
 from app.permits.vocabulary import channel_key
 from app.timeutil import format_instant, utcnow
-
-_SHOWN = tuple(c.key for c in Permit.__table__.columns if c.key != "channel_key")
 
 
 def limits_from(settings: Settings) -> policy.Limits:
@@ -36,7 +35,7 @@ def limits_from(settings: Settings) -> policy.Limits:
 def present(permit: Permit, status: str, approvers: Sequence[Approver]) -> PermitOut:
     """A permit as one caller sees it at one instant: its effective `status`, and who may
     decide it while it is pending."""
-    fields = {key: getattr(permit, key) for key in _SHOWN}
+    fields = {key: getattr(permit, key) for key in COLUMNS}
     fields["status"] = status
     fields["approvers"] = [a.nip for a in approvers] if status == "pending" else []
     return PermitOut.model_validate(fields)
