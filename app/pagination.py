@@ -9,9 +9,10 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Query
+from fastapi import Depends, Query
 from pydantic import BaseModel
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -69,6 +70,34 @@ def decode_cursor(cursor: str) -> str | int:
     raise _invalid_cursor()
 
 
+def decode_string_cursor(cursor: str) -> str:
+    """The string key inside `cursor` (pages ordered by a string column, e.g. ids)."""
+    key = decode_cursor(cursor)
+    if not isinstance(key, str):
+        raise _invalid_cursor()
+    return key
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """What a client asks of a list (docs/RULES.md#pagination): how many, and after what."""
+
+    limit: int = DEFAULT_LIMIT
+    cursor: str | None = None
+
+    def after(self) -> str | None:
+        """The string key the page starts after; None for the first page."""
+        return decode_string_cursor(self.cursor) if self.cursor is not None else None
+
+
+def page_request(limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> PageRequest:
+    return PageRequest(limit, cursor)
+
+
+PageParams = Annotated[PageRequest, Depends(page_request)]
+"""`limit` and `cursor` of a list endpoint, declared once."""
+
+
 async def keyset_page(
     session: AsyncSession,
     statement: Select[M],
@@ -80,10 +109,7 @@ async def keyset_page(
 ) -> tuple[Sequence[M], str | None]:
     """One page of `statement` ordered by the unique string column `key`."""
     if cursor is not None:
-        last = decode_cursor(cursor)
-        if not isinstance(last, str):
-            raise _invalid_cursor()
-        statement = statement.where(key > last)
+        statement = statement.where(key > decode_string_cursor(cursor))
     rows = (await session.scalars(statement.order_by(key).limit(limit + 1))).all()
     if len(rows) > limit:
         return rows[:limit], encode_cursor(key_of(rows[limit - 1]))

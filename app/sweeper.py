@@ -15,7 +15,7 @@ from app.config import Settings
 from app.db import Database
 from app.migrate import require_head
 from app.permits.idempotency import forget_expired
-from app.permits.service import expire_overdue
+from app.permits.lifecycle import expire_overdue
 
 log = logging.getLogger(__name__)
 

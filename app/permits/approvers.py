@@ -1,4 +1,4 @@
-"""Who may decide a permit: SPEC §3 "Approvers".
+"""Who may decide a permit (docs/RULES.md#approvers).
 
 The head of the unit that owns the workspace, and every active employee holding
 a delegation (Plh/Plt) in force for that unit at decision time. If the requester

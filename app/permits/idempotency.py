@@ -1,4 +1,5 @@
-"""`Idempotency-Key` on submissions and decisions (SPEC §4).
+"""`Idempotency-Key` on submissions and decisions (docs/RULES.md#idempotency), declared by a
+route as one dependency (`Idempotent`).
 
 A retry with the same key and request replays the first response and changes
 nothing; the same key with another request is a 422; keys are scoped to the
@@ -12,14 +13,21 @@ the duplicate simply runs after the first and replays it).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import rfc8785
+from fastapi import Depends, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.dependencies import CurrentEmployee, WriteSession
 from app.errors import Conflict, InvalidInput, field_error
+from app.http import resource_response
 from app.permits.models import IdempotencyRecord
 from app.timeutil import utcnow
 
@@ -100,3 +108,56 @@ async def forget_expired(session: AsyncSession) -> int:
         delete(IdempotencyRecord).where(IdempotencyRecord.created_at <= utcnow() - KEEP_FOR)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+@dataclass(frozen=True)
+class Once:
+    """Runs a route's change once per `Idempotency-Key` and replays its first response."""
+
+    request: Request
+    session: AsyncSession
+    principal: str
+    key: str | None
+
+    async def __call__(
+        self,
+        body: BaseModel | None,
+        change: Callable[[], Awaitable[BaseModel]],
+        status_code: int = 200,
+    ) -> JSONResponse:
+        """`change`'s result as the response; with a key, the first response to the same
+        request, stored in the change's own transaction."""
+        path = self.request.url.path
+        if self.key is None:
+            return resource_response(path, (await change()).model_dump(mode="json"), status_code)
+        check_key(self.key)
+        payload = body.model_dump(mode="json") if body is not None else None
+        fingerprint = request_fingerprint(self.request.method, path, payload)
+        previous = await previous_response(self.session, self.principal, self.key, fingerprint)
+        if previous is not None:
+            response = resource_response(path, previous.response, previous.status_code)
+            response.headers["Idempotent-Replayed"] = "true"
+            return response
+        result = (await change()).model_dump(mode="json")
+        await remember(self.session, self.principal, self.key, fingerprint, status_code, result)
+        return resource_response(path, result, status_code)
+
+
+def once_per_key(
+    request: Request,
+    session: WriteSession,
+    employee: CurrentEmployee,
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=MAX_KEY_LENGTH,
+            description="Replays the first response for 24 h.",
+        ),
+    ] = None,
+) -> Once:
+    return Once(request, session, employee.nip, key)
+
+
+Idempotent = Annotated[Once, Depends(once_per_key)]
+"""Declares `Idempotency-Key` on a route; the route runs its change through it."""

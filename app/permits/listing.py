@@ -1,27 +1,28 @@
 """`GET /api/v1/permits`: the permits a caller may see, filtered, keyset-paginated by id.
 
-Admins and auditors see every permit. Anyone else sees their own permits, the
-ones they decided or closed, and those they may decide now — found by first
-narrowing to the units they head or deputise for (and the units below them,
-where decisions escalate to), then checking each candidate exactly.
+Who sees what is `app.permits.visibility` (docs/RULES.md#readers). For a caller who does
+not see everything, candidates are first narrowed in SQL to the permits they are a party to
+and those of the units they head or deputise for (and the units below them, where decisions
+escalate to); each candidate is then checked exactly with `may_read`. Statuses are the
+effective ones (`app.permits.lifecycle.status_condition`, docs/RULES.md#expiry).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import InvalidInput, field_error
 from app.org.models import Delegation, Employee, Unit
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import PageRequest, encode_cursor
 from app.permits.approvers import Approver, ApproverResolver
-from app.permits.lifecycle import effective_status
+from app.permits.lifecycle import effective_status, status_condition
 from app.permits.models import Permit
-from app.permits.service import PermitView
+from app.permits.schemas import PermitOut
+from app.permits.service import present
+from app.permits.visibility import may_read, party_condition, sees_everything
 from app.timeutil import utcnow
 
 SCAN_BATCH = 200
@@ -37,17 +38,6 @@ class Filters:
     starts_before: datetime | None = None
     ends_after: datetime | None = None
     awaiting_me: bool = False
-
-
-def _status_clause(status: str, now: datetime) -> object:
-    # `expired` is also every pending permit whose window has begun.
-    if status == "pending":
-        return and_(Permit.status == "pending", Permit.starts_at > now)
-    if status == "expired":
-        return or_(
-            Permit.status == "expired", and_(Permit.status == "pending", Permit.starts_at <= now)
-        )
-    return Permit.status == status
 
 
 async def units_deciding_for(session: AsyncSession, nip: str, now: datetime) -> set[str]:
@@ -82,9 +72,9 @@ async def units_deciding_for(session: AsyncSession, nip: str, now: datetime) -> 
 def _filtered(filters: Filters, now: datetime) -> Select[Permit]:
     statement = select(Permit)
     if filters.status is not None:
-        statement = statement.where(_status_clause(filters.status, now))  # type: ignore[arg-type]
+        statement = statement.where(status_condition(filters.status, now))
     if filters.awaiting_me:
-        statement = statement.where(_status_clause("pending", now))  # type: ignore[arg-type]
+        statement = statement.where(status_condition("pending", now))
     if filters.workspace_code is not None:
         statement = statement.where(Permit.workspace_code == filters.workspace_code)
     if filters.unit_code is not None:
@@ -99,50 +89,30 @@ def _filtered(filters: Filters, now: datetime) -> Select[Permit]:
 
 
 async def list_visible(
-    session: AsyncSession,
-    employee: Employee,
-    filters: Filters,
-    *,
-    cursor: str | None,
-    limit: int,
-) -> tuple[Sequence[PermitView], str | None]:
+    session: AsyncSession, employee: Employee, filters: Filters, page: PageRequest
+) -> tuple[list[PermitOut], str | None]:
+    """One page of the permits `employee` may read that match `filters`, oldest id first."""
     now = utcnow()
     statement = _filtered(filters, now)
-    privileged = employee.is_admin or employee.is_auditor
+    privileged = sees_everything(employee)
     exact_check = filters.awaiting_me or not privileged
     if exact_check:
         units = await units_deciding_for(session, employee.nip, now)
-        if filters.awaiting_me:
-            statement = statement.where(Permit.unit_code.in_(units))
-        else:
-            statement = statement.where(
-                or_(
-                    Permit.requester_nip == employee.nip,
-                    Permit.decided_by == employee.nip,
-                    Permit.closed_by == employee.nip,
-                    Permit.unit_code.in_(units),
-                )
-            )
-    last: str | None = None
-    if cursor is not None:
-        decoded = decode_cursor(cursor)
-        if not isinstance(decoded, str):
-            raise InvalidInput(
-                "The cursor is not one this service issued.",
-                code="invalid_cursor",
-                errors=[field_error(["query", "cursor"], "unrecognised cursor", "invalid_cursor")],
-            )
-        last = decoded
+        candidates: ColumnElement[bool] = Permit.unit_code.in_(units)
+        if not filters.awaiting_me:
+            candidates = or_(party_condition(employee.nip), candidates)
+        statement = statement.where(candidates)
+    last = page.after()
     resolver = ApproverResolver(session, now)  # each unit read once for the whole page
     # An admin's or auditor's rows are all visible: read a page and one more, so that a
     # page costs the ORM objects it shows. Others' rows are checked one by one and many
     # may be passed over (a parent unit's head sees a child unit's permits only when
     # they escalate), so those are read in larger batches.
-    batch = SCAN_BATCH if exact_check else limit + 1
-    views: list[PermitView] = []
+    batch = SCAN_BATCH if exact_check else page.limit + 1
+    shown: list[PermitOut] = []
     while True:
-        page = statement if last is None else statement.where(Permit.id > last)
-        rows = (await session.scalars(page.order_by(Permit.id).limit(batch))).all()
+        query = statement if last is None else statement.where(Permit.id > last)
+        rows = (await session.scalars(query.order_by(Permit.id).limit(batch))).all()
         for permit in rows:
             last = permit.id
             status = effective_status(permit, now)
@@ -153,20 +123,16 @@ async def list_visible(
                 approvers = await resolver.resolve(
                     unit_code=permit.unit_code, requester_nip=permit.requester_nip
                 )
-            view = PermitView(permit, status, approvers)
-            may_decide = any(a.nip == employee.nip for a in approvers)
-            if filters.awaiting_me and not (may_decide and status == "pending"):
-                continue
-            if exact_check and not (
-                may_decide
-                or employee.nip in (permit.requester_nip, permit.decided_by, permit.closed_by)
-                or privileged
+            if filters.awaiting_me and not (
+                status == "pending" and any(a.nip == employee.nip for a in approvers)
             ):
                 continue
-            if len(views) == limit:
+            if not may_read(permit, employee, approvers):
+                continue
+            if len(shown) == page.limit:
                 # One more visible permit exists: the page ends at the one before it. (Rows
                 # the query found but the caller may not see never promise a next page.)
-                return views, encode_cursor(views[-1].permit.id)
-            views.append(view)
+                return shown, encode_cursor(shown[-1].id)
+            shown.append(present(permit, status, approvers))
         if len(rows) < batch:
-            return views, None
+            return shown, None
