@@ -43,6 +43,7 @@ from typing import Any, Literal
 
 from app.authorizations.rules import COVERING_RANK, COVERING_TIES, LAST_TO_END, NEXT_TO_START
 from app.permits.approvers import CHAIN_ORDER, Approver, approvers, chain, units_of
+from app.permits.lifecycle import effective_status_sql
 from app.rawdb import RawReader, Statement
 
 LIVE = 20
@@ -69,13 +70,9 @@ _REQUESTER = {
     "channel": "(SELECT r.active FROM employees AS r WHERE r.nip = p.requester_nip)",
 }
 
-_STATUS_NOW = (
-    # `app.permits.lifecycle.effective_status` in SQL: a pending permit whose start has
-    # passed by `:now` is expired (docs/RULES.md#expiry).
-    "CASE WHEN p.status = 'pending' AND p.starts_at <= :now THEN 'expired' ELSE p.status END"
-)
+_STATUS_NOW = effective_status_sql("p", ":now")  # docs/RULES.md#expiry, from its one home
 COVERING_ORDER = (
-    f"CASE {_STATUS_NOW} "
+    f"CASE ({_STATUS_NOW}) "
     + "".join(f"WHEN '{status}' THEN {n} " for n, status in enumerate(COVERING_RANK))
     + f"ELSE {len(COVERING_RANK)} END, "
     + ", ".join(f"p.{column}" for column in COVERING_TIES)

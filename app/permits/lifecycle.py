@@ -68,6 +68,10 @@ class Window:
         at = getattr(Permit, self.instant)
         return at > now if self.before else at <= now  # type: ignore[no-any-return]
 
+    def sql(self, table: str, now: str) -> str:
+        """The same guard as raw SQL over `table`'s columns, `now` being a parameter."""
+        return f"{table}.{self.instant} {'>' if self.before else '<='} {now}"
+
 
 @dataclass(frozen=True)
 class WorkspaceFree:
@@ -159,6 +163,21 @@ def status_condition(status: str, now: datetime) -> ColumnElement[bool]:
 def overdue_condition(now: datetime) -> ColumnElement[bool]:
     """SQL for the permits whose recorded status time has moved on (what the sweep records)."""
     return or_(*(and_(Permit.status == t.source, _due_sql(t, now)) for t in _BY_TIME))
+
+
+def effective_status_sql(table: str, now: str) -> str:
+    """`effective_status` as a raw SQL expression over `table`'s columns, `now` being a
+    parameter: for the statements of the hot reads (`app.authorizations.reader`)."""
+    cases = " ".join(
+        f"WHEN {table}.status = '{t.source}' AND {_window(t).sql(table, now)} THEN '{t.target}'"
+        for t in _BY_TIME
+    )
+    return f"CASE {cases} ELSE {table}.status END"
+
+
+def _window(transition: Transition) -> Window:
+    assert isinstance(transition.guard, Window)
+    return transition.guard
 
 
 def _due(transition: Transition, permit: object, now: datetime) -> bool:

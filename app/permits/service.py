@@ -5,8 +5,9 @@ transitions of its lifecycle, which `app.permits.lifecycle` holds as a table and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,13 +33,20 @@ def limits_from(settings: Settings) -> policy.Limits:
     )
 
 
+def shown(fields: Mapping[str, Any], status: str, approvers: Sequence[Approver]) -> dict[str, Any]:
+    """A permit's API fields as one caller sees it at one instant: its columns, its
+    effective `status`, and who may decide it while it is pending (docs/RULES.md#approvers).
+    The route (`present`) and the permit read's fast path both show a permit this way."""
+    out = {key: fields[key] for key in COLUMNS}
+    out["status"] = status
+    out["approvers"] = [a.nip for a in approvers] if status == "pending" else []
+    return out
+
+
 def present(permit: Permit, status: str, approvers: Sequence[Approver]) -> PermitOut:
-    """A permit as one caller sees it at one instant: its effective `status`, and who may
-    decide it while it is pending."""
+    """`shown`, as the response model."""
     fields = {key: getattr(permit, key) for key in COLUMNS}
-    fields["status"] = status
-    fields["approvers"] = [a.nip for a in approvers] if status == "pending" else []
-    return PermitOut.model_validate(fields)
+    return PermitOut.model_validate(shown(fields, status, approvers))
 
 
 async def read_permit(session: AsyncSession, employee: Employee, permit_id: str) -> PermitOut:
