@@ -1,6 +1,6 @@
 """The hot reads' own connection to the database, below SQLAlchemy.
 
-The check (SPEC §5) and a permit read are each one SQL statement, run thousands
+The check (docs/RULES.md#check) and a permit read are each one SQL statement, run thousands
 of times a second. SQLAlchemy's async execution path costs several times what
 the query itself does, so these reads bypass it: a `Statement` is plain SQL with
 `:named` parameters, run as it is.
