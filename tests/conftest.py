@@ -5,6 +5,11 @@ PostgreSQL, each time against a freshly migrated database of its own (a copy of
 a template migrated once per session by `izin-siaran migrate`). Set
 TEST_DATABASES=sqlite (or postgresql) to run one backend only. Under CI=true an
 unreachable PostgreSQL fails the run instead of skipping it.
+
+`make test` runs the session in parallel (pytest-xdist): each worker is a session of
+its own, with its own templates (the PostgreSQL one named after the worker), its own
+temporary folders and its own databases; servers started by `slow` tests listen on
+free ports in the test's own folder.
 """
 
 from __future__ import annotations
@@ -35,12 +40,23 @@ from tests.support import (
     Org,
     Tokens,
     assert_chain_verifies,
+    serving,
 )
 
 BACKENDS = [b.strip() for b in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",")]
 PG_ADMIN_DSN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The `slow` tests (real servers, tens of seconds each) first, so that parallel workers
+    start them early and the short tests fill in around them, instead of one long test
+    running alone at the end. The order within each group is kept."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +116,7 @@ def pg_template() -> Iterator[str]:
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    name = f"izs_tmpl_{uuid.uuid4().hex[:12]}"
+    name = f"izs_tmpl_{WORKER}_{uuid.uuid4().hex[:12]}"
     _blocking(_pg_admin(f'CREATE DATABASE "{name}"'))
     try:
         result = run_cli("migrate", env={"DATABASE_URL": _pg_dsn(name)})
@@ -163,8 +179,7 @@ def settings(database_url: str, keyring: KeyRing, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
+    async with serving(create_app(settings)) as application:
         yield application
 
 

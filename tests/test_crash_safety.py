@@ -48,14 +48,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.permits_support import permit_body
 from tests.support import (
     ADMIN_NIP,
-    AUDIENCE,
-    ISSUER,
     KeyRing,
     ServerProcess,
     Tokens,
     assert_chain_verifies,
     make_code,
     make_nip,
+    server_env,
 )
 from tests.test_races import _verify_chain
 
@@ -507,16 +506,7 @@ async def test_kill_9_under_write_load_loses_no_acknowledged_write(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    env = {
-        "DATABASE_URL": database_url,
-        "DATA_DIR": str(tmp_path / "data"),
-        "AUTH_JWKS_URL": keyring.jwks_url,
-        "AUTH_ISSUER": ISSUER,
-        "AUTH_AUDIENCE": AUDIENCE,
-        "BOOTSTRAP_ADMIN_NIPS": ADMIN_NIP,
-        "LOG_LEVEL": "WARNING",
-        "SWEEP_INTERVAL_SECONDS": "0",
-    }
+    env = server_env(database_url, keyring, tmp_path / "data", SWEEP_INTERVAL_SECONDS="0")
     rng = random.Random(SEED)
     tokens = Tokens(keyring)
     figures = Figures(backend=backend, seed=SEED)

@@ -13,10 +13,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
 
-from app.audit.models import AuditEvent
-from tests.support import ADMIN_NIP, Org, assert_problem, make_nip
+from tests.support import ADMIN_NIP, Org, assert_problem, audit_trail, make_nip
 
 pytestmark = pytest.mark.anyio
 
@@ -30,17 +28,6 @@ def window(
 
 def path_of(unit: dict[str, Any]) -> str:
     return f"/api/v1/units/{unit['code']}/delegations"
-
-
-async def audit_trail(app: FastAPI, subject: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """(action, actor, data) of every audit event about `subject`, oldest first."""
-    statement = (
-        select(AuditEvent.action, AuditEvent.actor, AuditEvent.data)
-        .where(AuditEvent.subject == subject)
-        .order_by(AuditEvent.seq)
-    )
-    async with app.state.db.engine.connect() as connection:
-        return [(r.action, r.actor, r.data) for r in await connection.execute(statement)]
 
 
 class Scene:

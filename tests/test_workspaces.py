@@ -11,10 +11,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
 
-from app.audit.models import AuditEvent
-from tests.support import ADMIN_NIP, Org, assert_problem, make_code
+from tests.support import ADMIN_NIP, Org, assert_problem, audit_trail, list_keys, make_code
 
 pytestmark = pytest.mark.anyio
 
@@ -22,21 +20,8 @@ WORKSPACES = "/api/v1/workspaces"
 KINDS = ["administrative", "service", "meeting", "studio", "other"]
 
 
-async def audit_trail(app: FastAPI, subject: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """(action, actor, data) of every audit event about `subject`, oldest first."""
-    statement = (
-        select(AuditEvent.action, AuditEvent.actor, AuditEvent.data)
-        .where(AuditEvent.subject == subject)
-        .order_by(AuditEvent.seq)
-    )
-    async with app.state.db.engine.connect() as connection:
-        return [(r.action, r.actor, r.data) for r in await connection.execute(statement)]
-
-
 async def listed(client: httpx.AsyncClient, headers: dict[str, str], **params: Any) -> list[str]:
-    response = await client.get(WORKSPACES, params=params, headers=headers)
-    assert response.status_code == 200, response.text
-    return [w["code"] for w in response.json()["items"]]
+    return await list_keys(client, WORKSPACES, "code", headers, **params)
 
 
 # --- create -------------------------------------------------------------------------
