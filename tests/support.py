@@ -199,26 +199,18 @@ class Org:
     async def unit(
         self, *, head_nip: str | None = None, parent_code: str | None = None, **fields: Any
     ) -> dict[str, Any]:
-        body = {
-            "code": make_code("U"),
-            "name": "Unit Uji",
-            "parent_code": parent_code,
-            "head_nip": head_nip,
-            **fields,
-        }
-        return await self._post("/api/v1/units", body)
+        body = {"parent_code": parent_code, "head_nip": head_nip, **fields}
+        return await self._post(
+            "/api/v1/units", {"code": make_code("U"), "name": "Unit Uji", **body}
+        )
 
     async def workspace(
         self, unit_code: str, *, kind: str = "administrative", **fields: Any
     ) -> dict[str, Any]:
-        body = {
-            "code": make_code("W"),
-            "name": "Ruang Uji",
-            "unit_code": unit_code,
-            "kind": kind,
-            **fields,
-        }
-        return await self._post("/api/v1/workspaces", body)
+        body = {"unit_code": unit_code, "kind": kind, **fields}
+        return await self._post(
+            "/api/v1/workspaces", {"code": make_code("W"), "name": "Ruang Uji", **body}
+        )
 
     async def unit_with_head(self, **fields: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """A unit whose head is a new employee of that unit."""
@@ -307,6 +299,23 @@ async def audit_trail(app: FastAPI, subject: str) -> list[tuple[str, str, dict[s
     )
     async with app.state.db.engine.connect() as connection:
         return [(r.action, r.actor, r.data) for r in await connection.execute(statement)]
+
+
+async def assert_patched(
+    client: httpx.AsyncClient,
+    path: str,
+    before: dict[str, Any],
+    changes: dict[str, Any],
+    headers: dict[str, str],
+) -> dict[str, Any]:
+    """PATCH `changes` to the record at `path`: 200, the record as it was `before` with
+    `changes` applied (and a new `updated_at`), and a GET reads back the same."""
+    response = await client.patch(path, json=changes, headers=headers)
+    assert response.status_code == 200, response.text
+    body = dict(response.json())
+    assert body | {"updated_at": None} == before | changes | {"updated_at": None}
+    assert (await client.get(path, headers=headers)).json() == body
+    return body
 
 
 async def list_keys(

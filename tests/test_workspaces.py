@@ -12,7 +12,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.support import ADMIN_NIP, Org, assert_problem, audit_trail, list_keys, make_code
+from tests import support
+from tests.support import ADMIN_NIP, Org, assert_patched, assert_problem, audit_trail, make_code
 
 pytestmark = pytest.mark.anyio
 
@@ -21,7 +22,7 @@ KINDS = ["administrative", "service", "meeting", "studio", "other"]
 
 
 async def listed(client: httpx.AsyncClient, headers: dict[str, str], **params: Any) -> list[str]:
-    return await list_keys(client, WORKSPACES, "code", headers, **params)
+    return await support.list_keys(client, WORKSPACES, "code", headers, **params)
 
 
 # --- create -------------------------------------------------------------------------
@@ -30,41 +31,17 @@ async def listed(client: httpx.AsyncClient, headers: dict[str, str], **params: A
 async def test_admin_creates_a_workspace(client: httpx.AsyncClient, org: Org, app: FastAPI) -> None:
     unit = await org.unit()
     code = make_code("W")
-    response = await client.post(
-        WORKSPACES,
-        json={
-            "code": code,
-            "name": "Studio Diskominfotik",
-            "unit_code": unit["code"],
-            "kind": "studio",
-        },
-        headers=org.admin,
-    )
+    sent = {"code": code, "name": "Studio DKI", "unit_code": unit["code"], "kind": "studio"}
+    response = await client.post(WORKSPACES, json=sent, headers=org.admin)
     assert response.status_code == 201, response.text
     assert response.headers["Location"] == f"{WORKSPACES}/{code}"
     body = response.json()
-    assert {k: v for k, v in body.items() if not k.endswith("_at")} == {
-        "code": code,
-        "name": "Studio Diskominfotik",
-        "unit_code": unit["code"],
-        "kind": "studio",
-        "active": True,
-    }
+    expected = {**sent, "active": True}
+    assert {k: v for k, v in body.items() if not k.endswith("_at")} == expected
     assert body["created_at"].endswith("Z")
     assert (await client.get(response.headers["Location"], headers=org.admin)).json() == body
-    assert await audit_trail(app, f"workspace:{code}") == [
-        (
-            "workspace.created",
-            ADMIN_NIP,
-            {
-                "code": code,
-                "name": "Studio Diskominfotik",
-                "unit_code": unit["code"],
-                "kind": "studio",
-                "active": True,
-            },
-        )
-    ]
+    trail = await audit_trail(app, f"workspace:{code}")
+    assert trail == [("workspace.created", ADMIN_NIP, expected)]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -174,16 +151,7 @@ async def test_patch_renames_and_changes_the_kind(
     unit = await org.unit()
     workspace = await org.workspace(unit["code"], kind="meeting")
     path = f"{WORKSPACES}/{workspace['code']}"
-    response = await client.patch(
-        path, json={"name": "Studio", "kind": "studio"}, headers=org.admin
-    )
-    assert response.status_code == 200, response.text
-    assert response.json() | {"updated_at": None} == workspace | {
-        "name": "Studio",
-        "kind": "studio",
-        "updated_at": None,
-    }
-    assert (await client.get(path, headers=org.admin)).json() == response.json()
+    await assert_patched(client, path, workspace, {"name": "Studio", "kind": "studio"}, org.admin)
     assert (await audit_trail(app, f"workspace:{workspace['code']}"))[-1] == (
         "workspace.updated",
         ADMIN_NIP,
