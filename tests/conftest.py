@@ -32,16 +32,8 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.main import create_app
-from tests.support import (
-    ADMIN_NIP,
-    AUDIENCE,
-    ISSUER,
-    KeyRing,
-    Org,
-    Tokens,
-    assert_chain_verifies,
-    serving,
-)
+from tests import support
+from tests.support import ADMIN_NIP, KeyRing, Org, Tokens, assert_chain_verifies, serving
 
 BACKENDS = [b.strip() for b in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",")]
 PG_ADMIN_DSN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -170,8 +162,8 @@ def settings(database_url: str, keyring: KeyRing, tmp_path: Path) -> Settings:
         database_url=database_url,
         data_dir=tmp_path / "data",
         auth_jwks_url=keyring.jwks_url,
-        auth_issuer=ISSUER,
-        auth_audience=AUDIENCE,
+        auth_issuer=support.ISSUER,
+        auth_audience=support.AUDIENCE,
         bootstrap_admin_nips=[ADMIN_NIP],
         log_level="WARNING",
     )

@@ -20,7 +20,8 @@ import rfc8785
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from fastapi import FastAPI
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.audit.models import AuditEvent
 
@@ -361,3 +362,14 @@ def server_env(
         "LOG_LEVEL": "WARNING",
         **settings,
     }
+
+
+async def fetch_rows(database_url: str, *statements: str) -> list[list[Any]]:
+    """The rows of each SQL statement, read straight from the database at `database_url`
+    through an engine of its own (not the service's)."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            return [list((await connection.execute(text(sql))).all()) for sql in statements]
+    finally:
+        await engine.dispose()

@@ -42,8 +42,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.permits_support import permit_body
 from tests.support import (
@@ -52,6 +50,7 @@ from tests.support import (
     ServerProcess,
     Tokens,
     assert_chain_verifies,
+    fetch_rows,
     make_code,
     make_nip,
     server_env,
@@ -371,28 +370,13 @@ def _instant(value: Any) -> datetime:
 
 
 async def _database_rows(database_url: str) -> tuple[list[Any], list[Any]]:
-    engine = create_async_engine(database_url)
-    try:
-        async with engine.connect() as connection:
-            permits = (
-                await connection.execute(
-                    text(
-                        "SELECT id, workspace_code, status, version, starts_at, ends_at "
-                        "FROM permits"
-                    )
-                )
-            ).all()
-            events = (
-                await connection.execute(
-                    text(
-                        "SELECT seq, action, subject, data FROM audit_events "
-                        "WHERE subject LIKE 'permit:%' ORDER BY seq"
-                    )
-                )
-            ).all()
-    finally:
-        await engine.dispose()
-    return list(permits), list(events)
+    permits, events = await fetch_rows(
+        database_url,
+        "SELECT id, workspace_code, status, version, starts_at, ends_at FROM permits",
+        "SELECT seq, action, subject, data FROM audit_events "
+        "WHERE subject LIKE 'permit:%' ORDER BY seq",
+    )
+    return permits, events
 
 
 def _check_database(

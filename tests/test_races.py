@@ -20,8 +20,6 @@ from typing import Any
 import httpx
 import pytest
 import rfc8785
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.permits import policy
 from tests.support import (
@@ -30,6 +28,7 @@ from tests.support import (
     ServerProcess,
     Tokens,
     delegation_body,
+    fetch_rows,
     make_code,
     make_nip,
     server_env,
@@ -136,19 +135,11 @@ async def scene(servers: list[ServerProcess], http: httpx.AsyncClient, tokens: T
 
 
 async def _verify_chain(database_url: str) -> int:
-    engine = create_async_engine(database_url)
-    try:
-        async with engine.connect() as connection:
-            rows = (
-                await connection.execute(
-                    text(
-                        "SELECT seq, at, actor, action, subject, data, prev_hash, hash "
-                        "FROM audit_events ORDER BY seq"
-                    )
-                )
-            ).all()
-    finally:
-        await engine.dispose()
+    (rows,) = await fetch_rows(
+        database_url,
+        "SELECT seq, at, actor, action, subject, data, prev_hash, hash "
+        "FROM audit_events ORDER BY seq",
+    )
     previous = "0" * 64
     for expected_seq, row in enumerate(rows, start=1):
         assert row.seq == expected_seq
