@@ -45,10 +45,15 @@ WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The `slow` tests (real servers, tens of seconds each) first, so that parallel workers
-    start them early and the short tests fill in around them, instead of one long test
-    running alone at the end. The order within each group is kept."""
+    """The `slow` tests (real servers under load, kill -9, a database outage: tens of seconds
+    each) run one after another on one parallel worker (`--dist loadgroup`), so that they
+    never load the machine together (their latency bounds and 2 s database timeouts hold as
+    in a serial run), and first, so that the other workers run the short tests meanwhile
+    instead of one long test running alone at the end. The order within each group is kept."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(pytest.mark.xdist_group("slow"))
 
 
 @pytest.fixture(scope="session")
