@@ -44,6 +44,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the `xdist_group` marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The `slow` tests (real servers under load, kill -9, a database outage: tens of seconds
     each) run one after another on one parallel worker (`--dist loadgroup`), so that they
@@ -147,7 +148,7 @@ async def database_url(
         yield f"sqlite+aiosqlite:///{path}"
         return
     template_name: str = request.getfixturevalue("pg_template")
-    name = f"izs_test_{uuid.uuid4().hex[:12]}"
+    name = f"izs_test_{WORKER}_{uuid.uuid4().hex[:12]}"
     await _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
     try:
         yield _pg_dsn(name).replace("postgresql://", "postgresql+asyncpg://", 1)
