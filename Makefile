@@ -29,7 +29,7 @@ run: $(STAMP)
 
 ## The whole test suite, on SQLite and on PostgreSQL (127.0.0.1:5432), in parallel workers.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --cov=app --cov-report=term:skip-covered
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --cov=app --cov-report=term:skip-covered
 
 ## The quick loop: every test but the real-server ones (`slow`), on SQLite only.
 test-quick: $(STAMP)
