@@ -1,12 +1,17 @@
 # The two commands of the README: `make run` and `make test`.
 # Both create .venv from the locked requirements on first use.
+# `make test-quick` is the short loop while changing code (SQLite, no real servers).
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck check lock clean
+# Parallel test workers (pytest-xdist). Many tests wait on the database, so one more
+# worker than cores keeps both busy; see the README's "Testing".
+TEST_WORKERS ?= 3
+
+.PHONY: install run test test-quick lint typecheck check lock clean
 
 $(STAMP): requirements/dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +27,13 @@ run: $(STAMP)
 	$(BIN)/izin-siaran migrate
 	exec $(BIN)/izin-siaran serve
 
-## The whole test suite, on SQLite and on PostgreSQL (127.0.0.1:5432).
+## The whole test suite, on SQLite and on PostgreSQL (127.0.0.1:5432), in parallel workers.
 test: $(STAMP)
-	$(BIN)/python -m pytest --cov=app --cov-report=term:skip-covered
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --cov=app --cov-report=term:skip-covered
+
+## The quick loop: every test but the real-server ones (`slow`), on SQLite only.
+test-quick: $(STAMP)
+	TEST_DATABASES=sqlite $(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow" -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from app.auth.local import load_or_create_signer  # noqa: E402
 from app.config import load_settings  # noqa: E402
-from bench.run import Server, drop, ensure_wrk, prepare  # noqa: E402
+from bench.run import Server, drop, ensure_wrk, prepare, server_env  # noqa: E402
 
 
 def main() -> None:
@@ -47,16 +47,7 @@ def main() -> None:
     wrk = ensure_wrk()
     folder = Path(tempfile.mkdtemp(prefix="izs-profile-"))
     url, seeded, dropper = asyncio.run(prepare(args.backend, folder, args.permits))
-    env = {
-        "DATABASE_URL": url,
-        "DATA_DIR": str(folder / "data"),
-        "LOG_LEVEL": "WARNING",
-        "RATE_LIMIT_PER_MINUTE": "1000000",
-        "RATE_LIMIT_CHECK_PER_MINUTE": "10000000",
-        "POLICY_MAX_LEAD_DAYS": "3650",
-        "AUTH_JWKS_URL": "",
-        "BOOTSTRAP_ADMIN_NIPS": "",
-    }
+    env = server_env(url, folder)
     lua = HERE / "lua"
     wrk_env = {**os.environ, "BENCH_LUA": str(lua)}
     settings = load_settings(_env_file=None, data_dir=folder / "data", database_url=url)

@@ -309,10 +309,9 @@ def _selected(args: argparse.Namespace, label: str) -> bool:
     return not args.only or any(word in label for word in args.only)
 
 
-def bench_backend(backend: str, args: argparse.Namespace, wrk: str) -> dict[str, Any]:
-    folder = Path(tempfile.mkdtemp(prefix=f"izs-bench-{backend}-"))
-    url, seeded, dropper = asyncio.run(prepare(backend, folder, args.permits))
-    env = {
+def server_env(url: str, folder: Path) -> dict[str, str]:
+    """The environment of a benchmarked server: local-mode auth, no rate limit in the way."""
+    return {
         "DATABASE_URL": url,
         "DATA_DIR": str(folder / "data"),
         "LOG_LEVEL": "WARNING",
@@ -322,6 +321,12 @@ def bench_backend(backend: str, args: argparse.Namespace, wrk: str) -> dict[str,
         "AUTH_JWKS_URL": "",
         "BOOTSTRAP_ADMIN_NIPS": "",
     }
+
+
+def bench_backend(backend: str, args: argparse.Namespace, wrk: str) -> dict[str, Any]:
+    folder = Path(tempfile.mkdtemp(prefix=f"izs-bench-{backend}-"))
+    url, seeded, dropper = asyncio.run(prepare(backend, folder, args.permits))
+    env = server_env(url, folder)
     settings = load_settings(_env_file=None, data_dir=folder / "data", database_url=url)
     signer = load_or_create_signer(settings.data_dir)
     token = {

@@ -5,6 +5,13 @@ PostgreSQL, each time against a freshly migrated database of its own (a copy of
 a template migrated once per session by `izin-siaran migrate`). Set
 TEST_DATABASES=sqlite (or postgresql) to run one backend only. Under CI=true an
 unreachable PostgreSQL fails the run instead of skipping it.
+
+`make test` runs the session in parallel (pytest-xdist): each worker is a session of
+its own, with its own templates and databases (the PostgreSQL ones named after the
+worker) and its own temporary folders; servers started by `slow` tests listen on free
+ports and log into the test's own folder. (Keeping the `slow` tests on one worker with
+`--dist loadgroup` would be better, but xdist 3.8 marks the group on `item._nodeid`,
+which pytest 9 no longer reads, so the group is silently ignored.)
 """
 
 from __future__ import annotations
@@ -27,20 +34,15 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.main import create_app
-from tests.support import (
-    ADMIN_NIP,
-    AUDIENCE,
-    ISSUER,
-    KeyRing,
-    Org,
-    Tokens,
-    assert_chain_verifies,
-)
+from tests import support
+from tests.support import ADMIN_NIP, KeyRing, Org, Tokens, assert_chain_verifies, serving
 
 BACKENDS = [b.strip() for b in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",")]
 PG_ADMIN_DSN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# Names of this session's PostgreSQL databases carry it, so that a leftover shows its owner.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +102,7 @@ def pg_template() -> Iterator[str]:
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    name = f"izs_tmpl_{uuid.uuid4().hex[:12]}"
+    name = f"izs_tmpl_{WORKER}_{uuid.uuid4().hex[:12]}"
     _blocking(_pg_admin(f'CREATE DATABASE "{name}"'))
     try:
         result = run_cli("migrate", env={"DATABASE_URL": _pg_dsn(name)})
@@ -134,7 +136,7 @@ async def database_url(
         yield f"sqlite+aiosqlite:///{path}"
         return
     template_name: str = request.getfixturevalue("pg_template")
-    name = f"izs_test_{uuid.uuid4().hex[:12]}"
+    name = f"izs_test_{WORKER}_{uuid.uuid4().hex[:12]}"
     await _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
     try:
         yield _pg_dsn(name).replace("postgresql://", "postgresql+asyncpg://", 1)
@@ -154,8 +156,8 @@ def settings(database_url: str, keyring: KeyRing, tmp_path: Path) -> Settings:
         database_url=database_url,
         data_dir=tmp_path / "data",
         auth_jwks_url=keyring.jwks_url,
-        auth_issuer=ISSUER,
-        auth_audience=AUDIENCE,
+        auth_issuer=support.ISSUER,
+        auth_audience=support.AUDIENCE,
         bootstrap_admin_nips=[ADMIN_NIP],
         log_level="WARNING",
     )
@@ -163,8 +165,7 @@ def settings(database_url: str, keyring: KeyRing, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
+    async with serving(create_app(settings)) as application:
         yield application
 
 

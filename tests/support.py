@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import itertools
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +18,12 @@ import httpx
 import jwt
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from fastapi import FastAPI
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.audit.models import AuditEvent
 
 ISSUER = "https://sso.anambaskab.go.id/realms/asn"
 AUDIENCE = "izin-siaran"
@@ -191,26 +200,18 @@ class Org:
     async def unit(
         self, *, head_nip: str | None = None, parent_code: str | None = None, **fields: Any
     ) -> dict[str, Any]:
-        body = {
-            "code": make_code("U"),
-            "name": "Unit Uji",
-            "parent_code": parent_code,
-            "head_nip": head_nip,
-            **fields,
-        }
-        return await self._post("/api/v1/units", body)
+        body = {"parent_code": parent_code, "head_nip": head_nip, **fields}
+        return await self._post(
+            "/api/v1/units", {"code": make_code("U"), "name": "Unit Uji", **body}
+        )
 
     async def workspace(
         self, unit_code: str, *, kind: str = "administrative", **fields: Any
     ) -> dict[str, Any]:
-        body = {
-            "code": make_code("W"),
-            "name": "Ruang Uji",
-            "unit_code": unit_code,
-            "kind": kind,
-            **fields,
-        }
-        return await self._post("/api/v1/workspaces", body)
+        body = {"unit_code": unit_code, "kind": kind, **fields}
+        return await self._post(
+            "/api/v1/workspaces", {"code": make_code("W"), "name": "Ruang Uji", **body}
+        )
 
     async def unit_with_head(self, **fields: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """A unit whose head is a new employee of that unit."""
@@ -270,3 +271,105 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait()
         self._log_handle.close()
+
+
+@contextlib.asynccontextmanager
+async def serving(application: FastAPI) -> AsyncIterator[FastAPI]:
+    """The app's lifespan (start-up, then shutdown), cheap enough to run for every test.
+
+    Start-up runs a full `gc.collect()` before it freezes what it made (app/main.py,
+    `_frozen_start_up`). In a test process that full pass walks every object of the whole
+    session (the collected tests, pytest, hypothesis, schemathesis: 0.25 to 0.4 s) once per
+    test. Freezing first leaves it only the objects made since; the app's shutdown unfreezes
+    everything, as it always does, so no garbage is kept from the collector past the test.
+    The app's own start-up and shutdown run unchanged."""
+    gc.freeze()
+    try:
+        async with application.router.lifespan_context(application):
+            yield application
+    finally:
+        gc.unfreeze()
+
+
+async def audit_trail(app: FastAPI, subject: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(action, actor, data) of every audit event about `subject`, oldest first."""
+    statement = (
+        select(AuditEvent.action, AuditEvent.actor, AuditEvent.data)
+        .where(AuditEvent.subject == subject)
+        .order_by(AuditEvent.seq)
+    )
+    async with app.state.db.engine.connect() as connection:
+        return [(r.action, r.actor, r.data) for r in await connection.execute(statement)]
+
+
+async def assert_patched(
+    client: httpx.AsyncClient,
+    path: str,
+    before: dict[str, Any],
+    changes: dict[str, Any],
+    headers: dict[str, str],
+) -> dict[str, Any]:
+    """PATCH `changes` to the record at `path`: 200, the record as it was `before` with
+    `changes` applied (and a new `updated_at`), and a GET reads back the same."""
+    response = await client.patch(path, json=changes, headers=headers)
+    assert response.status_code == 200, response.text
+    body = dict(response.json())
+    assert body | {"updated_at": None} == before | changes | {"updated_at": None}
+    assert (await client.get(path, headers=headers)).json() == body
+    return body
+
+
+async def list_keys(
+    client: httpx.AsyncClient, path: str, key: str, headers: dict[str, str], **params: Any
+) -> list[str]:
+    """The `key` of every item of the first page of the list at `path`."""
+    response = await client.get(path, params=params, headers=headers)
+    assert response.status_code == 200, response.text
+    return [item[key] for item in response.json()["items"]]
+
+
+def delegation_body(
+    delegate_nip: str,
+    *,
+    kind: str = "plh",
+    starts_in: timedelta = timedelta(0),
+    length: timedelta = timedelta(days=1),
+    reason: str = "Kepala dinas bertugas ke luar daerah",
+) -> dict[str, Any]:
+    """A delegation to `delegate_nip` from `starts_in` from now, for `length`."""
+    begin = datetime.now(UTC) + starts_in
+    return {
+        "delegate_nip": delegate_nip,
+        "kind": kind,
+        "starts_at": begin.isoformat(),
+        "ends_at": (begin + length).isoformat(),
+        "reason": reason,
+    }
+
+
+def server_env(
+    database_url: str, keyring: KeyRing, data_dir: Path, **settings: str
+) -> dict[str, str]:
+    """The environment of a `ServerProcess` on `database_url` that trusts `keyring`, with
+    `ADMIN_NIP` as its bootstrap admin; `settings` adds or overrides variables."""
+    return {
+        "DATABASE_URL": database_url,
+        "DATA_DIR": str(data_dir),
+        "AUTH_JWKS_URL": keyring.jwks_url,
+        "AUTH_ISSUER": ISSUER,
+        "AUTH_AUDIENCE": AUDIENCE,
+        "BOOTSTRAP_ADMIN_NIPS": ADMIN_NIP,
+        "LOG_LEVEL": "WARNING",
+        **settings,
+    }
+
+
+async def fetch_rows(database_url: str, *statements: str) -> list[list[Any]]:
+    """The rows of each SQL statement, read straight from the database at `database_url`
+    through an engine of its own (not the service's)."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            return [list((await connection.execute(text(sql))).all()) for sql in statements]
+    finally:
+        await engine.dispose()

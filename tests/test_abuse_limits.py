@@ -12,7 +12,7 @@ import pytest
 
 from app.config import Settings
 from app.main import create_app
-from tests.support import ADMIN_NIP, Org, Tokens, assert_problem
+from tests.support import ADMIN_NIP, Org, Tokens, assert_problem, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -21,8 +21,7 @@ pytestmark = pytest.mark.anyio
 async def app_client(
     settings: Settings, *, clock: Callable[[], float] = time.monotonic, **changes: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
-    application = create_app(settings.model_copy(update=changes), clock=clock)
-    async with application.router.lifespan_context(application):
+    async with serving(create_app(settings.model_copy(update=changes), clock=clock)) as application:
         transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
             yield http

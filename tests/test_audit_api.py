@@ -17,13 +17,12 @@ from sqlalchemy import text
 from tests.conftest import PROJECT_DIR, run_cli
 from tests.support import (
     ADMIN_NIP,
-    AUDIENCE,
-    ISSUER,
     KeyRing,
     Org,
     ServerProcess,
     Tokens,
     assert_problem,
+    server_env,
 )
 
 pytestmark = pytest.mark.anyio
@@ -181,18 +180,7 @@ async def test_independent_script_and_cli_verify_a_running_service(
     database_url: str, keyring: KeyRing, tokens: Tokens, tmp_path: Path
 ) -> None:
     """docs/verify_audit_chain.py needs only Python and rfc8785, and agrees with the service."""
-    server = ServerProcess(
-        {
-            "DATABASE_URL": database_url,
-            "DATA_DIR": str(tmp_path / "data"),
-            "AUTH_JWKS_URL": keyring.jwks_url,
-            "AUTH_ISSUER": ISSUER,
-            "AUTH_AUDIENCE": AUDIENCE,
-            "BOOTSTRAP_ADMIN_NIPS": ADMIN_NIP,
-            "LOG_LEVEL": "WARNING",
-        },
-        tmp_path,
-    )
+    server = ServerProcess(server_env(database_url, keyring, tmp_path / "data"), tmp_path)
     try:
         server.wait_ready()
         async with httpx.AsyncClient(base_url=server.base_url) as http:

@@ -128,12 +128,20 @@ async def test_the_first_event_links_to_sixty_four_zeros(
     assert events[0]["prev_hash"] == GENESIS
 
 
-async def test_a_change_that_fails_appends_no_event(
-    client: httpx.AsyncClient, org: Org, app: FastAPI
-) -> None:
-    unit = await org.unit()
-    events = await stored_events(app)
+UnitAndEvents = tuple[dict[str, Any], list[dict[str, Any]]]
 
+
+@pytest.fixture
+async def unit_and_events(org: Org, app: FastAPI) -> UnitAndEvents:
+    """A unit, then the stored events as they are once it is made."""
+    unit = await org.unit()
+    return unit, await stored_events(app)
+
+
+async def test_a_change_that_fails_appends_no_event(
+    client: httpx.AsyncClient, org: Org, app: FastAPI, unit_and_events: UnitAndEvents
+) -> None:
+    unit, events = unit_and_events
     duplicate = await client.post(
         "/api/v1/units", json={"code": unit["code"], "name": "Again"}, headers=org.admin
     )
@@ -159,10 +167,9 @@ async def test_a_change_that_fails_appends_no_event(
 
 
 async def test_a_change_that_changes_nothing_appends_no_event(
-    client: httpx.AsyncClient, org: Org, app: FastAPI
+    client: httpx.AsyncClient, org: Org, app: FastAPI, unit_and_events: UnitAndEvents
 ) -> None:
-    unit = await org.unit()
-    events = await stored_events(app)
+    unit, events = unit_and_events
     same = await client.patch(
         f"/api/v1/units/{unit['code']}", json={"name": unit["name"]}, headers=org.admin
     )

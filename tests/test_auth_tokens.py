@@ -25,7 +25,6 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from fastapi import FastAPI
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from app.auth import tokens as tokens_module
@@ -39,7 +38,7 @@ from app.auth.tokens import MAX_TOKEN_LENGTH, TokenVerifier
 from app.config import Settings
 from app.errors import Unauthenticated
 from app.main import create_app
-from tests.support import ADMIN_NIP, AUDIENCE, ISSUER, KeyRing, Org, Tokens, assert_problem
+from tests.support import ADMIN_NIP, AUDIENCE, ISSUER, KeyRing, Org, Tokens, assert_problem, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -124,8 +123,9 @@ async def app_factory(settings: Settings) -> AsyncIterator[Callable[..., Any]]:
     async with AsyncExitStack() as stack:
 
         async def start(**update: Any) -> httpx.AsyncClient:
-            application: FastAPI = create_app(settings.model_copy(update=update))
-            await stack.enter_async_context(application.router.lifespan_context(application))
+            application = await stack.enter_async_context(
+                serving(create_app(settings.model_copy(update=update)))
+            )
             transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
             return await stack.enter_async_context(
                 httpx.AsyncClient(transport=transport, base_url="http://izin-siaran.test")

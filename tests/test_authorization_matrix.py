@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.permits_support import Office, permit_body
-from tests.support import ADMIN_NIP, Org, assert_problem, make_code, make_nip
+from tests.support import ADMIN_NIP, Org, assert_problem, delegation_body, make_code, make_nip
 
 pytestmark = pytest.mark.anyio
 
@@ -129,16 +129,9 @@ class World:
         return str(permit["id"])
 
     async def fresh_delegation(self) -> str:
-        now = datetime.now(UTC)
         response = await self.org.client.post(
             f"/api/v1/units/{self.office.unit['code']}/delegations",
-            json={
-                "delegate_nip": self.spare_nip,
-                "kind": "plh",
-                "starts_at": now.isoformat(),
-                "ends_at": (now + timedelta(days=1)).isoformat(),
-                "reason": "Cuti",
-            },
+            json=delegation_body(self.spare_nip, reason="Cuti"),
             headers=self.org.admin,
         )
         return str(response.json()["id"])

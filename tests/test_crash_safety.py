@@ -42,20 +42,18 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.permits_support import permit_body
 from tests.support import (
     ADMIN_NIP,
-    AUDIENCE,
-    ISSUER,
     KeyRing,
     ServerProcess,
     Tokens,
     assert_chain_verifies,
+    fetch_rows,
     make_code,
     make_nip,
+    server_env,
 )
 from tests.test_races import _verify_chain
 
@@ -372,28 +370,13 @@ def _instant(value: Any) -> datetime:
 
 
 async def _database_rows(database_url: str) -> tuple[list[Any], list[Any]]:
-    engine = create_async_engine(database_url)
-    try:
-        async with engine.connect() as connection:
-            permits = (
-                await connection.execute(
-                    text(
-                        "SELECT id, workspace_code, status, version, starts_at, ends_at "
-                        "FROM permits"
-                    )
-                )
-            ).all()
-            events = (
-                await connection.execute(
-                    text(
-                        "SELECT seq, action, subject, data FROM audit_events "
-                        "WHERE subject LIKE 'permit:%' ORDER BY seq"
-                    )
-                )
-            ).all()
-    finally:
-        await engine.dispose()
-    return list(permits), list(events)
+    permits, events = await fetch_rows(
+        database_url,
+        "SELECT id, workspace_code, status, version, starts_at, ends_at FROM permits",
+        "SELECT seq, action, subject, data FROM audit_events "
+        "WHERE subject LIKE 'permit:%' ORDER BY seq",
+    )
+    return permits, events
 
 
 def _check_database(
@@ -507,16 +490,7 @@ async def test_kill_9_under_write_load_loses_no_acknowledged_write(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    env = {
-        "DATABASE_URL": database_url,
-        "DATA_DIR": str(tmp_path / "data"),
-        "AUTH_JWKS_URL": keyring.jwks_url,
-        "AUTH_ISSUER": ISSUER,
-        "AUTH_AUDIENCE": AUDIENCE,
-        "BOOTSTRAP_ADMIN_NIPS": ADMIN_NIP,
-        "LOG_LEVEL": "WARNING",
-        "SWEEP_INTERVAL_SECONDS": "0",
-    }
+    env = server_env(database_url, keyring, tmp_path / "data", SWEEP_INTERVAL_SECONDS="0")
     rng = random.Random(SEED)
     tokens = Tokens(keyring)
     figures = Figures(backend=backend, seed=SEED)

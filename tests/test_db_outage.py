@@ -45,13 +45,12 @@ from tests.outage_support import ThrowawayPostgres, missing_prerequisites
 from tests.permits_support import permit_body
 from tests.support import (
     ADMIN_NIP,
-    AUDIENCE,
-    ISSUER,
     KeyRing,
     ServerProcess,
     Tokens,
     make_code,
     make_nip,
+    server_env,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -159,17 +158,13 @@ async def _create_database(dsn: str) -> None:
 
 @pytest.fixture
 def server(cluster: ThrowawayPostgres, keyring: KeyRing, tmp_path: Path) -> Iterator[ServerProcess]:
-    env = {
-        "DATABASE_URL": cluster.dsn(DATABASE).replace("postgresql://", "postgresql+asyncpg://"),
-        "DATA_DIR": str(tmp_path / "data"),
-        "AUTH_JWKS_URL": keyring.jwks_url,
-        "AUTH_ISSUER": ISSUER,
-        "AUTH_AUDIENCE": AUDIENCE,
-        "BOOTSTRAP_ADMIN_NIPS": ADMIN_NIP,
-        "LOG_LEVEL": "WARNING",
+    env = server_env(
+        cluster.dsn(DATABASE).replace("postgresql://", "postgresql+asyncpg://"),
+        keyring,
+        tmp_path / "data",
         # The periodic sweep runs through the outage too: it must neither die nor kill the process.
-        "SWEEP_INTERVAL_SECONDS": "1",
-    }
+        SWEEP_INTERVAL_SECONDS="1",
+    )
     process = ServerProcess(env, tmp_path)
     try:
         process.wait_ready()

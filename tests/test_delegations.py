@@ -13,10 +13,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
 
-from app.audit.models import AuditEvent
-from tests.support import ADMIN_NIP, Org, assert_problem, make_nip
+from tests.support import ADMIN_NIP, Org, assert_problem, audit_trail, make_nip
 
 pytestmark = pytest.mark.anyio
 
@@ -30,17 +28,6 @@ def window(
 
 def path_of(unit: dict[str, Any]) -> str:
     return f"/api/v1/units/{unit['code']}/delegations"
-
-
-async def audit_trail(app: FastAPI, subject: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """(action, actor, data) of every audit event about `subject`, oldest first."""
-    statement = (
-        select(AuditEvent.action, AuditEvent.actor, AuditEvent.data)
-        .where(AuditEvent.subject == subject)
-        .order_by(AuditEvent.seq)
-    )
-    async with app.state.db.engine.connect() as connection:
-        return [(r.action, r.actor, r.data) for r in await connection.execute(statement)]
 
 
 class Scene:
@@ -247,14 +234,17 @@ async def test_windows_at_the_edges_are_accepted(
     assert response.status_code == 201, response.text
 
 
+# Each case: starts_at, ends_at, and the field the 422 names.
+NAIVE_OR_MALFORMED = {
+    "naive start": ("2030-01-01T09:00:00", "2030-01-02T09:00:00", "starts_at"),
+    "naive end": ("2030-01-01T09:00:00Z", "2030-01-02T09:00:00", "ends_at"),
+    "a date": ("2030-01-01", "2030-01-02T09:00:00Z", "starts_at"),
+    "a word": ("tomorrow", "2030-01-02T09:00:00Z", "starts_at"),
+}
+
+
 @pytest.mark.parametrize(
-    ("starts_at", "ends_at", "loc"),
-    [
-        ("2030-01-01T09:00:00", "2030-01-02T09:00:00", "starts_at"),
-        ("2030-01-01T09:00:00Z", "2030-01-02T09:00:00", "ends_at"),
-        ("2030-01-01", "2030-01-02T09:00:00Z", "starts_at"),
-        ("tomorrow", "2030-01-02T09:00:00Z", "starts_at"),
-    ],
+    ("starts_at", "ends_at", "loc"), NAIVE_OR_MALFORMED.values(), ids=NAIVE_OR_MALFORMED
 )
 async def test_naive_or_malformed_times_are_422(
     client: httpx.AsyncClient, org: Org, scene: Scene, starts_at: str, ends_at: str, loc: str

@@ -36,6 +36,7 @@ from tests.support import (
     Tokens,
     assert_problem,
     make_nip,
+    serving,
 )
 
 pytestmark = pytest.mark.anyio
@@ -72,8 +73,7 @@ async def start() -> AsyncIterator[Starter]:
     async with AsyncExitStack() as stack:
 
         async def starter(settings: Settings) -> httpx.AsyncClient:
-            application: FastAPI = create_app(settings)
-            await stack.enter_async_context(application.router.lifespan_context(application))
+            application = await stack.enter_async_context(serving(create_app(settings)))
             transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
             return await stack.enter_async_context(
                 httpx.AsyncClient(transport=transport, base_url="http://izin-siaran.test")

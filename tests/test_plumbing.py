@@ -28,7 +28,7 @@ from app.config import Settings
 from app.main import create_app
 from app.requestctx import new_request_id
 from tests.conftest import PG_ADMIN_DSN
-from tests.support import Org, assert_problem, make_code
+from tests.support import Org, assert_problem, make_code, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -213,7 +213,7 @@ async def exploding_app(settings: Settings) -> AsyncIterator[FastAPI]:
         raise RuntimeError("secret internal detail: password=hunter2")
 
     application.add_api_route("/test-only/explode", explode, methods=["GET", "POST"])
-    async with application.router.lifespan_context(application):
+    async with serving(application):
         yield application
 
 

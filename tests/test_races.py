@@ -20,19 +20,18 @@ from typing import Any
 import httpx
 import pytest
 import rfc8785
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.permits import policy
 from tests.support import (
     ADMIN_NIP,
-    AUDIENCE,
-    ISSUER,
     KeyRing,
     ServerProcess,
     Tokens,
+    delegation_body,
+    fetch_rows,
     make_code,
     make_nip,
+    server_env,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -58,16 +57,7 @@ def permit_body(workspace_code: str, start: datetime, minutes: int = 60) -> dict
 def servers(
     backend: str, database_url: str, keyring: KeyRing, tmp_path: Path
 ) -> Iterator[list[ServerProcess]]:
-    env = {
-        "DATABASE_URL": database_url,
-        "DATA_DIR": str(tmp_path / "data"),
-        "AUTH_JWKS_URL": keyring.jwks_url,
-        "AUTH_ISSUER": ISSUER,
-        "AUTH_AUDIENCE": AUDIENCE,
-        "BOOTSTRAP_ADMIN_NIPS": ADMIN_NIP,
-        "LOG_LEVEL": "WARNING",
-        "SWEEP_INTERVAL_SECONDS": "0",
-    }
+    env = server_env(database_url, keyring, tmp_path / "data", SWEEP_INTERVAL_SECONDS="0")
     count = 2 if backend == "postgresql" else 1
     started: list[ServerProcess] = []
     try:
@@ -122,14 +112,7 @@ class Scene:
             headers=self.tokens.auth(admin),
         )
         assert patch.status_code == 200
-        now = datetime.now(UTC)
-        delegation = {
-            "delegate_nip": self.plh,
-            "kind": "plh",
-            "starts_at": now.isoformat(),
-            "ends_at": (now + timedelta(days=1)).isoformat(),
-            "reason": "Kepala dinas luar",
-        }
+        delegation = delegation_body(self.plh, reason="Kepala dinas luar")
         assert (
             await self.post(f"/api/v1/units/{self.unit}/delegations", delegation, admin)
         ).status_code == 201
@@ -146,20 +129,17 @@ class Scene:
         return str(response.json()["id"])
 
 
+@pytest.fixture
+async def scene(servers: list[ServerProcess], http: httpx.AsyncClient, tokens: Tokens) -> Scene:
+    return await Scene(http, servers, tokens).build()
+
+
 async def _verify_chain(database_url: str) -> int:
-    engine = create_async_engine(database_url)
-    try:
-        async with engine.connect() as connection:
-            rows = (
-                await connection.execute(
-                    text(
-                        "SELECT seq, at, actor, action, subject, data, prev_hash, hash "
-                        "FROM audit_events ORDER BY seq"
-                    )
-                )
-            ).all()
-    finally:
-        await engine.dispose()
+    (rows,) = await fetch_rows(
+        database_url,
+        "SELECT seq, at, actor, action, subject, data, prev_hash, hash "
+        "FROM audit_events ORDER BY seq",
+    )
     previous = "0" * 64
     for expected_seq, row in enumerate(rows, start=1):
         assert row.seq == expected_seq
@@ -183,13 +163,8 @@ async def _verify_chain(database_url: str) -> int:
 
 @pytest.mark.parametrize("round_", range(REPEAT))
 async def test_exactly_one_concurrent_decision_wins(
-    round_: int,
-    servers: list[ServerProcess],
-    http: httpx.AsyncClient,
-    tokens: Tokens,
-    database_url: str,
+    round_: int, scene: Scene, database_url: str
 ) -> None:
-    scene = await Scene(http, servers, tokens).build()
     permit_id = await scene.submit(datetime.now(UTC) + timedelta(hours=1))
     attempts = []
     for i in range(20):
@@ -205,8 +180,8 @@ async def test_exactly_one_concurrent_decision_wins(
     assert statuses[200] == 1, [r.text for r in responses if r.status_code != 409]
     assert statuses[409] == 19
     assert all(r.json()["code"] == "invalid_transition" for r in responses if r.status_code == 409)
-    final = await http.get(
-        scene.url(1, f"/api/v1/permits/{permit_id}"), headers=tokens.auth(ADMIN_NIP)
+    final = await scene.http.get(
+        scene.url(1, f"/api/v1/permits/{permit_id}"), headers=scene.tokens.auth(ADMIN_NIP)
     )
     assert final.json()["version"] == 2
     assert await _verify_chain(database_url) > 0
@@ -214,13 +189,8 @@ async def test_exactly_one_concurrent_decision_wins(
 
 @pytest.mark.parametrize("round_", range(REPEAT))
 async def test_overlapping_approvals_of_one_workspace_admit_one(
-    round_: int,
-    servers: list[ServerProcess],
-    http: httpx.AsyncClient,
-    tokens: Tokens,
-    database_url: str,
+    round_: int, scene: Scene, database_url: str
 ) -> None:
-    scene = await Scene(http, servers, tokens).build()
     start = datetime.now(UTC) + timedelta(hours=2)
     # Ten permits whose windows all share the hour [start+30m, start+60m).
     ids = [await scene.submit(start + timedelta(minutes=3 * k), minutes=60, i=k) for k in range(10)]
@@ -243,10 +213,7 @@ async def test_overlapping_approvals_of_one_workspace_admit_one(
 
 
 @pytest.mark.parametrize("round_", range(REPEAT))
-async def test_back_to_back_windows_all_approve(
-    round_: int, servers: list[ServerProcess], http: httpx.AsyncClient, tokens: Tokens
-) -> None:
-    scene = await Scene(http, servers, tokens).build()
+async def test_back_to_back_windows_all_approve(round_: int, scene: Scene) -> None:
     start = (datetime.now(UTC) + timedelta(hours=3)).replace(second=0, microsecond=0)
     ids = [await scene.submit(start + timedelta(minutes=30 * k), minutes=30, i=k) for k in range(8)]
     responses = await asyncio.gather(
@@ -260,9 +227,8 @@ async def test_back_to_back_windows_all_approve(
 
 @pytest.mark.parametrize("round_", range(REPEAT))
 async def test_concurrent_retries_with_one_idempotency_key_create_one_permit(
-    round_: int, servers: list[ServerProcess], http: httpx.AsyncClient, tokens: Tokens
+    round_: int, scene: Scene
 ) -> None:
-    scene = await Scene(http, servers, tokens).build()
     body = permit_body(scene.workspace, datetime.now(UTC) + timedelta(hours=4))
     responses = await asyncio.gather(
         *(
@@ -278,17 +244,16 @@ async def test_concurrent_retries_with_one_idempotency_key_create_one_permit(
         assert response.status_code in (201, 409), response.text
         if response.status_code == 409:
             assert response.json()["code"] == "idempotency_in_flight"
-    listing = await http.get(
+    listing = await scene.http.get(
         scene.url(0, f"/api/v1/permits?workspace_code={scene.workspace}"),
-        headers=tokens.auth(ADMIN_NIP),
+        headers=scene.tokens.auth(ADMIN_NIP),
     )
     assert [p["id"] for p in listing.json()["items"]] == list(created)
 
 
 async def test_two_hundred_concurrent_changes_keep_one_gap_free_chain(
-    servers: list[ServerProcess], http: httpx.AsyncClient, tokens: Tokens, database_url: str
+    scene: Scene, database_url: str
 ) -> None:
-    scene = await Scene(http, servers, tokens).build()
     start = (datetime.now(UTC) + timedelta(hours=5)).replace(second=0, microsecond=0)
     ids = [
         await scene.submit(start + timedelta(minutes=30 * k), minutes=30, i=k) for k in range(100)

@@ -14,25 +14,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
 
-from app.audit.models import AuditEvent
-from tests.support import ADMIN_NIP, Org, assert_problem, make_code, make_nip
+from tests.support import ADMIN_NIP, Org, assert_problem, audit_trail, make_code, make_nip
 
 pytestmark = pytest.mark.anyio
 
 UNITS = "/api/v1/units"
-
-
-async def audit_trail(app: FastAPI, subject: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """(action, actor, data) of every audit event about `subject`, oldest first."""
-    statement = (
-        select(AuditEvent.action, AuditEvent.actor, AuditEvent.data)
-        .where(AuditEvent.subject == subject)
-        .order_by(AuditEvent.seq)
-    )
-    async with app.state.db.engine.connect() as connection:
-        return [(r.action, r.actor, r.data) for r in await connection.execute(statement)]
 
 
 async def walk(

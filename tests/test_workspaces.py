@@ -11,10 +11,9 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
 
-from app.audit.models import AuditEvent
-from tests.support import ADMIN_NIP, Org, assert_problem, make_code
+from tests import support
+from tests.support import ADMIN_NIP, Org, assert_patched, assert_problem, audit_trail, make_code
 
 pytestmark = pytest.mark.anyio
 
@@ -22,21 +21,8 @@ WORKSPACES = "/api/v1/workspaces"
 KINDS = ["administrative", "service", "meeting", "studio", "other"]
 
 
-async def audit_trail(app: FastAPI, subject: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """(action, actor, data) of every audit event about `subject`, oldest first."""
-    statement = (
-        select(AuditEvent.action, AuditEvent.actor, AuditEvent.data)
-        .where(AuditEvent.subject == subject)
-        .order_by(AuditEvent.seq)
-    )
-    async with app.state.db.engine.connect() as connection:
-        return [(r.action, r.actor, r.data) for r in await connection.execute(statement)]
-
-
 async def listed(client: httpx.AsyncClient, headers: dict[str, str], **params: Any) -> list[str]:
-    response = await client.get(WORKSPACES, params=params, headers=headers)
-    assert response.status_code == 200, response.text
-    return [w["code"] for w in response.json()["items"]]
+    return await support.list_keys(client, WORKSPACES, "code", headers, **params)
 
 
 # --- create -------------------------------------------------------------------------
@@ -45,41 +31,17 @@ async def listed(client: httpx.AsyncClient, headers: dict[str, str], **params: A
 async def test_admin_creates_a_workspace(client: httpx.AsyncClient, org: Org, app: FastAPI) -> None:
     unit = await org.unit()
     code = make_code("W")
-    response = await client.post(
-        WORKSPACES,
-        json={
-            "code": code,
-            "name": "Studio Diskominfotik",
-            "unit_code": unit["code"],
-            "kind": "studio",
-        },
-        headers=org.admin,
-    )
+    sent = {"code": code, "name": "Studio DKI", "unit_code": unit["code"], "kind": "studio"}
+    response = await client.post(WORKSPACES, json=sent, headers=org.admin)
     assert response.status_code == 201, response.text
     assert response.headers["Location"] == f"{WORKSPACES}/{code}"
     body = response.json()
-    assert {k: v for k, v in body.items() if not k.endswith("_at")} == {
-        "code": code,
-        "name": "Studio Diskominfotik",
-        "unit_code": unit["code"],
-        "kind": "studio",
-        "active": True,
-    }
+    expected = {**sent, "active": True}
+    assert {k: v for k, v in body.items() if not k.endswith("_at")} == expected
     assert body["created_at"].endswith("Z")
     assert (await client.get(response.headers["Location"], headers=org.admin)).json() == body
-    assert await audit_trail(app, f"workspace:{code}") == [
-        (
-            "workspace.created",
-            ADMIN_NIP,
-            {
-                "code": code,
-                "name": "Studio Diskominfotik",
-                "unit_code": unit["code"],
-                "kind": "studio",
-                "active": True,
-            },
-        )
-    ]
+    trail = await audit_trail(app, f"workspace:{code}")
+    assert trail == [("workspace.created", ADMIN_NIP, expected)]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -189,16 +151,7 @@ async def test_patch_renames_and_changes_the_kind(
     unit = await org.unit()
     workspace = await org.workspace(unit["code"], kind="meeting")
     path = f"{WORKSPACES}/{workspace['code']}"
-    response = await client.patch(
-        path, json={"name": "Studio", "kind": "studio"}, headers=org.admin
-    )
-    assert response.status_code == 200, response.text
-    assert response.json() | {"updated_at": None} == workspace | {
-        "name": "Studio",
-        "kind": "studio",
-        "updated_at": None,
-    }
-    assert (await client.get(path, headers=org.admin)).json() == response.json()
+    await assert_patched(client, path, workspace, {"name": "Studio", "kind": "studio"}, org.admin)
     assert (await audit_trail(app, f"workspace:{workspace['code']}"))[-1] == (
         "workspace.updated",
         ADMIN_NIP,
