@@ -1,5 +1,5 @@
-"""API keys of service clients (SPEC §3): created by admins with a secret shown once, stored
-hashed, scoped, revoked at once, every change in the audit trail."""
+"""API keys of service clients (docs/RULES.md #roles): created by admins with a secret shown once,
+stored hashed, scoped, revoked at once, every change in the audit trail."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The auditor API (SPEC §6): list, CSV export, verification; tampering is pinpointed."""
+"""The auditor API (docs/RULES.md #audit): list, CSV export, verification; tampering is
+pinpointed."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The audit log as stored (SPEC §6): one gap-free, hash-chained, append-only sequence.
+"""The audit log as stored (docs/RULES.md #audit): one gap-free, hash-chained, append-only sequence.
 
 These tests read `audit_events` straight from the database and recompute every
 hash with nothing but hashlib and an RFC 8785 library, as an auditor would.

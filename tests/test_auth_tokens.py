@@ -1,5 +1,5 @@
-"""Bearer tokens (SPEC §3): what is accepted, every way a token is refused, where the keys
-come from (rotation, rate-limited refetch, failing closed when they cannot be loaded).
+"""Bearer tokens (docs/RULES.md #roles): what is accepted, every way a token is refused, where the
+keys come from (rotation, rate-limited refetch, failing closed when they cannot be loaded).
 
 Refusals are checked the same way each time: a 401 RFC 9457 problem with a `code` and a
 `WWW-Authenticate` challenge. Tokens that PyJWT refuses to produce (`alg: none`, HMAC

@@ -1,4 +1,4 @@
-"""Who may call what: every route, every kind of caller, the expected status (SPEC §3).
+"""Who may call what: every route, every kind of caller, the expected status (docs/RULES.md #roles).
 
 The table below is the whole contract. A route the app serves but the table lacks
 fails `test_the_table_covers_every_route`, so no route slips in unguarded.

@@ -1,4 +1,4 @@
-"""PostgreSQL goes away under load, then comes back (SPEC §5, §7).
+"""PostgreSQL goes away under load, then comes back (docs/RULES.md #check, #conventions).
 
 A throwaway PostgreSQL cluster of the test's own (initdb into a temporary folder,
 its own loopback port; the machine's shared server is never touched) serves a

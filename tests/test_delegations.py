@@ -1,4 +1,5 @@
-"""Delegations (Plh/Plt), SPEC §2, §3: who may act for a unit head, and for which window.
+"""Delegations (Plh/Plt), docs/RULES.md #resources, #roles: who may act for a unit head, and for
+which window.
 
 Admins and the unit's own head appoint a delegate (an active employee, not the
 head) for a window; revoking keeps the record. Times carry an offset and come

@@ -1,4 +1,4 @@
-"""Employees (pegawai/ASN), SPEC §2, §3, §7.
+"""Employees (pegawai/ASN), docs/RULES.md #resources, #roles, #conventions.
 
 Admins register and change them; an employee record is visible to admins,
 auditors and the employee themself (anyone else gets 404, not 403). Roles are a

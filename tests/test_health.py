@@ -1,4 +1,5 @@
-"""Liveness and readiness (SPEC §7), and the refusal to serve an unmigrated database.
+"""Liveness and readiness (docs/RULES.md #conventions), and the refusal to serve an unmigrated
+database.
 
 `/healthz` says the process is up; `/readyz` says the database answers and its
 schema is at this version's head. The service never starts on a database whose

@@ -1,6 +1,6 @@
-"""`Idempotency-Key` on submissions and decisions (SPEC §4): a retry replays the first
-response and changes nothing; another request under the key is refused; keys are the
-caller's own; concurrent duplicates create one permit on either database."""
+"""`Idempotency-Key` on submissions and decisions (docs/RULES.md #permits): a retry replays the
+first response and changes nothing; another request under the key is refused; keys are the caller's
+own; concurrent duplicates create one permit on either database."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Local mode (no AUTH_JWKS_URL: the service signs its own tokens) and BOOTSTRAP_ADMIN_NIPS
-(SPEC §3): the key is made once, kept private, published, and its tokens work; the listed
-NIPs are active admins after every start-up."""
+(docs/RULES.md #roles): the key is made once, kept private, published, and its tokens work; the
+listed NIPs are active admins after every start-up."""
 
 from __future__ import annotations
 

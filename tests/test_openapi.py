@@ -1,4 +1,4 @@
-"""The OpenAPI document tells the truth (SPEC §7, STYLE 5).
+"""The OpenAPI document tells the truth (docs/RULES.md #conventions, STYLE 5).
 
 Every /api/v1 operation declares the problems any request can meet (401, 422,
 500) as `application/problem+json`; creates declare 201; no operation shows

@@ -1,5 +1,6 @@
-"""Deciding permits (SPEC §3, §4): approvers and their capacities, who may act, the state
-machine, If-Match, expiry with and without the sweep, workspace conflicts, a permit's events."""
+"""Deciding permits (docs/RULES.md #roles, #permits): approvers and their capacities, who may act,
+the state machine, If-Match, expiry with and without the sweep, workspace conflicts, a permit's
+events."""
 
 from __future__ import annotations
 

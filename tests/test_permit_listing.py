@@ -1,5 +1,5 @@
-"""`GET /api/v1/permits` (SPEC §4, §7): what each caller sees, the filters, `awaiting=me`,
-keyset pagination."""
+"""`GET /api/v1/permits` (docs/RULES.md #permits, #conventions): what each caller sees, the filters,
+`awaiting=me`, keyset pagination."""
 
 from __future__ import annotations
 

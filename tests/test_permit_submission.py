@@ -1,5 +1,5 @@
-"""Submitting a permit (SPEC §4): the permit as returned, and every SE 47/2025 rule refusing
-with its own code and citation; the published policy and the settings behind its limits."""
+"""Submitting a permit (docs/RULES.md #permits): the permit as returned, and every SE 47/2025 rule
+refusing with its own code and citation; the published policy and the settings behind its limits."""
 
 from __future__ import annotations
 

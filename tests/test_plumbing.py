@@ -1,5 +1,5 @@
-"""Request plumbing of SPEC §7: request ids, problems for every failure, body limits,
-one transaction per request (STYLE 2), and a database that stops answering.
+"""Request plumbing of docs/RULES.md #conventions: request ids, problems for every failure, body
+limits, one transaction per request (STYLE 2), and a database that stops answering.
 
 Every failure is an RFC 9457 problem with a machine-readable `code` and the
 request id; no stack trace or SQL reaches a client.

@@ -1,7 +1,7 @@
-"""Races against real server processes: two uvicorn instances sharing one PostgreSQL
-database, one instance on SQLite (SPEC §4: exactly one concurrent decision wins;
-approved permits of a workspace never overlap; concurrent idempotent retries
-create one permit; the audit chain stays gap-free).
+"""Races against real server processes: two uvicorn instances sharing one PostgreSQL database, one
+instance on SQLite (docs/RULES.md #permits: exactly one concurrent decision wins; approved permits
+of a workspace never overlap; concurrent idempotent retries create one permit; the audit chain stays
+gap-free).
 
 Repeat with RACE_REPEAT=20 to run each race twenty times in one session.
 """

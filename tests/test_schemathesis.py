@@ -1,7 +1,7 @@
 """Schemathesis against a real server, as every kind of caller (issue: prove it holds).
 
 Every operation, all phases (examples, coverage, fuzzing, and stateful through the
-OpenAPI links), every check but two that contradict the SPEC on purpose:
+OpenAPI links), every check but two that contradict the contract on purpose:
 
 * `positive_data_acceptance` expects every schema-valid body to succeed, but the
   SE's rules (unknown workspace, window limits, …) are 422s by contract;

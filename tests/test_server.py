@@ -1,5 +1,5 @@
-"""The operator's walk (SPEC §7) with real processes: `izin-siaran migrate`, `demo`,
-`token`, `serve`, then real HTTP against uvicorn, on SQLite and on PostgreSQL.
+"""The operator's walk (docs/RULES.md #conventions) with real processes: `izin-siaran migrate`,
+`demo`, `token`, `serve`, then real HTTP against uvicorn, on SQLite and on PostgreSQL.
 
 The service refuses an unmigrated database and bad settings before it listens.
 """

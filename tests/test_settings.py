@@ -1,4 +1,5 @@
-"""Settings (SPEC §7): read from the environment and `.env`, checked once at start-up.
+"""Settings (docs/RULES.md #conventions): read from the environment and `.env`, checked once at
+start-up.
 
 A bad value stops start-up with a message naming each bad variable. These are
 pure tests of `app/config.py`; no ambient environment or `.env` leaks in.

@@ -1,4 +1,5 @@
-"""Units (unit kerja), SPEC §2, §3, §7: admins manage them, every employee reads them.
+"""Units (unit kerja), docs/RULES.md #resources, #roles, #conventions: admins manage them, every
+employee reads them.
 
 Units form a tree with an optional head; nothing is deleted, a unit is
 deactivated once nothing active hangs on it. Every change is audited, and a

@@ -1,4 +1,5 @@
-"""Workspaces (ruang kerja), SPEC §2, §3, §7: owned by a unit, managed by admins, read by all.
+"""Workspaces (ruang kerja), docs/RULES.md #resources, #roles, #conventions: owned by a unit,
+managed by admins, read by all.
 
 A workspace is never deleted; it is deactivated, moved between units, and each
 change is audited.
