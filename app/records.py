@@ -9,10 +9,8 @@ could name no record is not sent to the database (`could_be`). `matching` and
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-from fastapi import Depends
 from pydantic import BaseModel
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +18,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from app.db import Base
 from app.errors import NotFound
-from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, keyset_page
+from app.pagination import Page, PageRequest, keyset_page
 
 Record = TypeVar("Record", bound=Base)
 Row = TypeVar("Row")
@@ -57,27 +55,12 @@ def matching(statement: Select[Row], *filters: tuple[Any, object]) -> Select[Row
     return statement
 
 
-@dataclass(frozen=True, slots=True)
-class PageParams:
-    """Which page a list request asks for (docs/RULES.md#pagination)."""
-
-    limit: int
-    cursor: str | None
-
-
-def _page_params(limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> PageParams:
-    return PageParams(limit, cursor)
-
-
-PageQuery = Annotated[PageParams, Depends(_page_params)]
-
-
 async def page_of(
     session: AsyncSession,
     statement: Select[Row],
     key: InstrumentedAttribute[str],
     out: type[Out],
-    page: PageParams,
+    page: PageRequest,
 ) -> Page[Out]:
     """The `page` of `statement`'s rows, ordered by their unique string `key`, each shaped
     as `out`."""

@@ -35,7 +35,7 @@ import asyncpg
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from app.authorizations.reader import CheckReader, statement  # noqa: E402
+from app.authorizations.reader import CheckReader, Pair, statement  # noqa: E402
 from app.permits.reader import PermitReader  # noqa: E402
 from app.rawdb import RawReader, Statement, open_raw_reader, positional  # noqa: E402
 from bench.run import CpuWatch, drop, prepare  # noqa: E402
@@ -108,7 +108,7 @@ async def timed(
             for nip, workspace, platform, channel in samples:
                 first, second = (nip, workspace) if form == "employee" else (platform, channel)
                 started = time.perf_counter()
-                await reader.read(form, first, second, at, at, key_id=API_KEY_ID)  # type: ignore[arg-type]
+                await reader.read(Pair(form, first, second), at, at, key_id=API_KEY_ID)  # type: ignore[arg-type]
                 if not warm:
                     times.append((time.perf_counter() - started) * 1e6)
         figures[f"{form}_us_median"] = round(statistics.median(times), 1)
@@ -125,7 +125,10 @@ async def cpu_per_read(raw: RawReader, seeded: Seeded, at: datetime) -> dict[str
     reads = {
         "floor (SELECT 1)": lambda i: raw.fetch(FLOOR, {}),
         "check (employee form)": lambda i: check.read(
-            "employee", *seeded.samples[i % len(seeded.samples)][:2], at, at, key_id=API_KEY_ID
+            Pair("employee", *seeded.samples[i % len(seeded.samples)][:2]),
+            at,
+            at,
+            key_id=API_KEY_ID,
         ),
         "permit read": lambda i: permit.read(
             seeded.permit_ids[i % len(seeded.permit_ids)], caller=seeded.admin, at=at

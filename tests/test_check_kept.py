@@ -17,7 +17,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.authorizations import service
-from app.authorizations.reader import LIVE, Candidate, CheckReader, Form, Kept, Reading
+from app.authorizations.reader import LIVE, Candidate, CheckReader, Form, Kept, Pair, Reading
 from app.permits.vocabulary import channel_key
 from app.timeutil import utcnow
 from tests.conftest import BACKENDS
@@ -96,7 +96,7 @@ def _pair(office: Office, form: Form) -> tuple[str, str]:
 async def _fresh(app: FastAPI, office: Office, form: Form, at: datetime, now: datetime) -> Reading:
     """The statement's reading at `at`, read now, nothing kept."""
     fresh = CheckReader(app.state.check_reader._raw, keep=False)
-    return await fresh.read(form, *_pair(office, form), at, now)
+    return await fresh.read(Pair(form, *_pair(office, form)), at, now)
 
 
 async def test_kept_answers_are_a_fresh_reads_at_every_start_and_end(

@@ -9,8 +9,8 @@ from app.auth.dependencies import Admin, WriteSession
 from app.auth.models import ApiKey
 from app.db import ReadSession
 from app.errors import API_PROBLEMS, created_links, problem_responses
-from app.pagination import Page
-from app.records import PageQuery, page_of
+from app.pagination import Page, PageParams
+from app.records import page_of
 
 from . import service
 from .schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
@@ -40,7 +40,7 @@ async def create_api_key(
 
 
 @router.get("")
-async def list_api_keys(session: ReadSession, _: Admin, page: PageQuery) -> Page[ApiKeyOut]:
+async def list_api_keys(session: ReadSession, _: Admin, page: PageParams) -> Page[ApiKeyOut]:
     """All keys, revoked ones included, oldest first. Secrets are never shown."""
     return await page_of(session, select(ApiKey), ApiKey.id, ApiKeyOut, page)
 

@@ -19,8 +19,7 @@ from app.audit.verify import verify_stream
 from app.auth.dependencies import AuditorOrAdmin
 from app.db import Database, ReadSession
 from app.errors import API_PROBLEMS, InvalidInput
-from app.pagination import Page, decode_cursor, encode_cursor
-from app.records import PageQuery
+from app.pagination import Page, PageParams, decode_cursor, encode_cursor
 
 router = APIRouter(
     prefix="/api/v1/audit",
@@ -57,7 +56,7 @@ def _after(cursor: str | None) -> int:
 
 @router.get("/events")
 async def list_events(
-    session: ReadSession, _: AuditorOrAdmin, filters: Filters, page: PageQuery
+    session: ReadSession, _: AuditorOrAdmin, filters: Filters, page: PageParams
 ) -> Page[AuditEventOut]:
     """Audit events, oldest first (by `seq`)."""
     statement = queries.filtered(filters).where(AuditEvent.seq > _after(page.cursor))

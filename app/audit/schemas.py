@@ -11,7 +11,10 @@ from app.audit.models import AuditEvent
 from app.timeutil import format_instant
 
 
-class AuditEventOut(BaseModel):
+class ServedEvent(BaseModel):
+    """An audit event as served, but for its `hash`: exactly what the hash covers
+    (`app.audit.chain`), so an event is hashed from this when it is appended."""
+
     model_config = ConfigDict(from_attributes=True)
 
     seq: int
@@ -21,12 +24,15 @@ class AuditEventOut(BaseModel):
     subject: str
     data: dict[str, Any]
     prev_hash: str
-    hash: str
 
     @field_validator("at", mode="before")
     @classmethod
     def _served_instant(cls, value: object) -> object:
         return format_instant(value) if isinstance(value, datetime) else value
+
+
+class AuditEventOut(ServedEvent):
+    hash: str
 
     @classmethod
     def from_row(cls, event: AuditEvent) -> AuditEventOut:

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.chain import GENESIS_HASH, event_hash
 from app.audit.models import AuditEvent
-from app.timeutil import format_instant, utcnow
+from app.audit.schemas import ServedEvent
+from app.timeutil import utcnow
 
 SYSTEM_ACTOR = "system"
 # An arbitrary constant naming "the audit chain" among this database's advisory locks.
@@ -43,27 +44,18 @@ async def append_event(
         )
     ).first()
     seq, prev_hash = (last.seq + 1, last.hash) if last else (1, GENESIS_HASH)
-    at = utcnow()
-    served = {
-        "seq": seq,
-        "at": format_instant(at),
-        "actor": actor,
-        "action": action,
-        "subject": subject,
-        "data": data,
-        "prev_hash": prev_hash,
-    }
     event = AuditEvent(
         seq=seq,
-        at=at,
+        at=utcnow(),
         actor=actor,
         action=action,
         subject=subject,
         unit_code=unit_code,
         data=data,
         prev_hash=prev_hash,
-        hash=event_hash(served),
     )
+    # Hashed as it will be served (docs/RULES.md#audit-chain): the served model, less `hash`.
+    event.hash = event_hash(ServedEvent.model_validate(event).model_dump())
     session.add(event)
     await session.flush()
     return event

@@ -28,11 +28,11 @@ from starlette.types import Scope, Send
 
 from app.auth.credentials import PresentedKey, grants, judge_api_key, judge_employee
 from app.authorizations import service
-from app.authorizations.reader import CheckReader, Form, Reading
+from app.authorizations.reader import CheckReader, Form, Pair, Reading
 from app.authorizations.service import Caller
 from app.errors import AppError, Unauthenticated, app_error_response
 from app.fastpath import FastPath, no_receive, send_json, verified_credential
-from app.permits.vocabulary import PLATFORMS, channel_key
+from app.permits.vocabulary import PLATFORMS
 from app.timeutil import InstantIn, utcnow
 
 CHECK_PATH = "/api/v1/authorizations/check"
@@ -57,10 +57,10 @@ def query_pairs(query: str) -> list[tuple[str, str]]:
 class Query:
     """A check query the route would accept as it is, or None."""
 
-    __slots__ = ("at", "first", "form", "second")
+    __slots__ = ("at", "pair")
 
-    def __init__(self, form: Form, first: str, second: str, at: datetime | None) -> None:
-        self.form, self.first, self.second, self.at = form, first, second, at
+    def __init__(self, pair: Pair, at: datetime | None) -> None:
+        self.pair, self.at = pair, at
 
     @classmethod
     def parse(cls, query_string: bytes) -> Query | None:
@@ -79,11 +79,11 @@ class Query:
             nip, workspace = params["nip"], params["workspace_code"]
             if not 0 < len(workspace) <= 32 or service.nip_error(nip) is not None:
                 return None  # the route says what is wrong (docs/RULES.md#check-query)
-            return cls(form, nip, workspace, at)
+            return cls(Pair.of(nip, workspace, None, None), at)
         platform, channel = params["platform"], params["channel"]
         if platform not in PLATFORMS or not 0 < len(channel) <= 200:
             return None
-        return cls(form, platform, channel_key(channel), at)
+        return cls(Pair.of(None, None, platform, channel), at)
 
 
 class Credential:
@@ -139,9 +139,7 @@ class CheckFastPath(FastPath):
         at = query.at or checked_at
         try:
             reading = await reader.read(
-                query.form,
-                query.first,
-                query.second,
+                query.pair,
                 at,
                 checked_at,
                 key_id=credential.key_id,
@@ -154,7 +152,7 @@ class CheckFastPath(FastPath):
                 caller = Caller(
                     credential.caller, reading.caller_is_admin, reading.caller_is_auditor
                 )
-            verdict = await service.answer(reader, query.form, reading, at, checked_at, caller)
+            verdict = await service.answer(reader, query.pair.form, reading, at, checked_at, caller)
         except AppError as exc:  # the database is unavailable: the route would say the same
             await app_error_response(exc, CHECK_PATH)(scope, no_receive, send)
             return True

@@ -39,11 +39,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from app.authorizations.rules import COVERING_RANK, COVERING_TIES, LAST_TO_END, NEXT_TO_START
 from app.permits.approvers import CHAIN_ORDER, Approver, approvers, chain, units_of
 from app.permits.lifecycle import effective_status_sql
+from app.permits.vocabulary import channel_key
 from app.rawdb import RawReader, Statement
 
 LIVE = 20
@@ -54,6 +55,28 @@ MOST_KEPT = 10_000
 """Readings kept at most; when full they are all forgotten, which costs reads, not truth."""
 
 Form = Literal["employee", "channel"]
+
+
+class Pair(NamedTuple):
+    """What a check asks about (docs/RULES.md#check-query): an employee and a workspace
+    (`nip`, `workspace_code`), or a platform and a channel, matched by its key
+    (docs/RULES.md#channels)."""
+
+    form: Form
+    first: str
+    second: str
+
+    @classmethod
+    def of(
+        cls, nip: str | None, workspace_code: str | None, platform: str | None, channel: str | None
+    ) -> Pair:
+        """The pair of a well-formed query: exactly one of the two forms is given."""
+        if nip is not None and workspace_code is not None:
+            return cls("employee", nip, workspace_code)
+        assert platform is not None
+        assert channel is not None
+        return cls("channel", platform, channel_key(channel))
+
 
 _PERMIT = (
     "p.id, p.requester_nip, p.workspace_code, p.unit_code, p.platform, p.channel, "
@@ -268,15 +291,13 @@ class CheckReader:
             form: Statement(statement(form, live=self._keep), PARAMETERS)
             for form in ("employee", "channel")
         }
-        self._kept: dict[tuple[str, str, str, str | None, str | None], Kept] = {}
+        self._kept: dict[tuple[Pair, str | None, str | None], Kept] = {}
         self._kept_version: int | None = None
         self.statements_run = 0  # for the tests and the benchmark
 
     async def read(
         self,
-        form: Form,
-        first: str,
-        second: str,
+        pair: Pair,
         at: datetime,
         now: datetime,
         *,
@@ -285,7 +306,7 @@ class CheckReader:
     ) -> Reading:
         """The reading of a pair for the instant `at`, at the moment `now`."""
         version = self._raw.version() if self._keep else None
-        key = (form, first, second, key_id, caller)
+        key = (pair, key_id, caller)
         if version is not None:
             if version != self._kept_version:  # something was committed: forget it all
                 self._kept.clear()
@@ -295,10 +316,10 @@ class CheckReader:
                 return kept.reading
         self.statements_run += 1
         rows = await self._raw.fetch(
-            self._statements[form],
+            self._statements[pair.form],
             {
-                "first": first,
-                "second": second,
+                "first": pair.first,
+                "second": pair.second,
                 "at": at,
                 "now": now,
                 "key_id": key_id,

@@ -10,11 +10,11 @@ from pydantic import BaseModel
 
 from app.auth.dependencies import CurrentPrincipal
 from app.authorizations import service
-from app.authorizations.reader import CheckReader, Form
+from app.authorizations.reader import CheckReader, Pair
 from app.authorizations.rules import Reason
 from app.authorizations.service import Caller
 from app.errors import API_PROBLEMS, Forbidden, InvalidInput, field_error
-from app.permits.vocabulary import Platform, channel_key
+from app.permits.vocabulary import Platform
 from app.timeutil import InstantIn, utcnow
 
 router = APIRouter(prefix="/api/v1/authorizations", tags=["authorizations"])
@@ -84,18 +84,12 @@ async def check(
         )
     checked_at = utcnow()
     reader: CheckReader = request.app.state.check_reader
-    form: Form
-    if nip is not None and workspace_code is not None:
-        form, first, second = "employee", nip, workspace_code
-    else:
-        assert platform is not None
-        assert channel is not None
-        form, first, second = "channel", platform, channel_key(channel)
+    pair = Pair.of(nip, workspace_code, platform, channel)
     at = at or checked_at
     employee = principal.employee
     caller = (
         None if employee is None else Caller(employee.nip, employee.is_admin, employee.is_auditor)
     )
-    reading = await reader.read(form, first, second, at, checked_at)
-    verdict = await service.answer(reader, form, reading, at, checked_at, caller)
+    reading = await reader.read(pair, at, checked_at)
+    verdict = await service.answer(reader, pair.form, reading, at, checked_at, caller)
     return JSONResponse(service.body(verdict, checked_at), headers={"Cache-Control": "no-store"})

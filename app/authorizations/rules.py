@@ -15,8 +15,9 @@ from operator import attrgetter
 from typing import Any, Generic, Literal, Protocol, TypeVar, get_args
 
 from app.permits.approvers import Approver
+from app.permits.facts import HasStatus, PermitFacts, ReaderFacts
 from app.permits.lifecycle import effective_status
-from app.permits.visibility import ReaderFacts, is_party, may_read, sees_everything
+from app.permits.visibility import is_party, may_read, sees_everything
 
 Reason = Literal[
     "approved",
@@ -56,30 +57,20 @@ UNDISCLOSED: frozenset[str] = frozenset({"unknown_employee", "employee_inactive"
 """Reasons a plain employee is answered `no_permit` (docs/RULES.md#check-disclosure)."""
 
 
-class Window(Protocol):
-    """What the ranking looks at in a permit row (`app.authorizations.reader.Candidate`)."""
+class Window(HasStatus, Protocol):
+    """What the ranking looks at in a permit row (`app.authorizations.reader.Candidate`):
+    its effective status (`HasStatus`), and the rest of its window."""
 
     @property
     def id(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def starts_at(self) -> datetime: ...
     @property
     def ends_at(self) -> datetime: ...
     @property
     def requester_active(self) -> bool: ...
 
 
-class Shown(Window, Protocol):
-    """A row the disclosure rule judges (`app.permits.visibility.PermitFacts`)."""
-
-    @property
-    def requester_nip(self) -> str: ...
-    @property
-    def decided_by(self) -> str | None: ...
-    @property
-    def closed_by(self) -> str | None: ...
+class Shown(Window, PermitFacts, Protocol):
+    """A row the disclosure rule judges: ranked, and read by the readers' rule."""
 
 
 W = TypeVar("W", bound=Window)

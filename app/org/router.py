@@ -37,8 +37,8 @@ from app.org.schemas import (
     WorkspaceOut,
     WorkspaceUpdate,
 )
-from app.pagination import Page
-from app.records import PageQuery, matching, page_of
+from app.pagination import Page, PageParams
+from app.records import matching, page_of
 from app.timeutil import utcnow
 
 router = APIRouter(prefix="/api/v1", responses=API_PROBLEMS)
@@ -148,7 +148,7 @@ async def create_unit(
 async def list_units(
     session: ReadSession,
     _: CurrentEmployee,
-    page: PageQuery,
+    page: PageParams,
     parent_code: CodeFilter = None,
     active: bool | None = None,
 ) -> Page[UnitOut]:
@@ -184,7 +184,7 @@ async def create_workspace(
 async def list_workspaces(
     session: ReadSession,
     _: CurrentEmployee,
-    page: PageQuery,
+    page: PageParams,
     unit_code: CodeFilter = None,
     kind: WorkspaceKind | None = None,
     active: bool | None = None,
@@ -229,7 +229,7 @@ async def create_employee(
 async def list_employees(
     session: ReadSession,
     caller: CurrentEmployee,
-    page: PageQuery,
+    page: PageParams,
     unit_code: CodeFilter = None,
     active: bool | None = None,
 ) -> Page[EmployeeOut]:
@@ -275,7 +275,7 @@ async def create_delegation(
 
 @router.get("/units/{code}/delegations", tags=["delegations"], responses=_READ)
 async def list_delegations(
-    unit: CurrentUnit, session: ReadSession, page: PageQuery
+    unit: CurrentUnit, session: ReadSession, page: PageParams
 ) -> Page[DelegationOut]:
     """A unit's delegations, past, present and future, oldest first."""
     statement = select(Delegation).where(Delegation.unit_code == unit.code)

@@ -4,7 +4,7 @@ the caller, `If-Match` and `Idempotency-Key`) read once for the four decision en
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import Depends, Query
 from fastapi.responses import JSONResponse
@@ -17,33 +17,12 @@ from app.org.models import Employee
 from app.permits import listing, service
 from app.permits.idempotency import Idempotent, Once
 from app.permits.lifecycle import ACTIONS
-from app.permits.vocabulary import Status
-from app.timeutil import InstantIn
 
 
-def list_filters(
-    status: Status | None = None,
-    workspace_code: Annotated[str | None, Query(max_length=32)] = None,
-    unit_code: Annotated[str | None, Query(max_length=32)] = None,
-    requester_nip: Annotated[str | None, Query(max_length=32)] = None,
-    from_: Annotated[
-        InstantIn | None, Query(alias="from", description="Windows ending after this.")
-    ] = None,
-    to: Annotated[InstantIn | None, Query(description="Windows starting before this.")] = None,
-    awaiting: Annotated[
-        Literal["me"] | None, Query(description="`me`: pending permits you may decide.")
-    ] = None,
-) -> listing.Filters:
-    """The list's filters, from its query."""
-    return listing.Filters(
-        status=status,
-        workspace_code=workspace_code,
-        unit_code=unit_code,
-        requester_nip=requester_nip,
-        starts_before=to,
-        ends_after=from_,
-        awaiting_me=awaiting == "me",
-    )
+def list_filters(filters: Annotated[listing.Filters, Query()]) -> listing.Filters:
+    """The list's filters, from its query (a dependency of its own, so that the query model
+    is the only query parameter it declares)."""
+    return filters
 
 
 ListFilters = Annotated[listing.Filters, Depends(list_filters)]

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, and_, not_, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -29,6 +29,7 @@ from app.audit.service import SYSTEM_ACTOR, append_event
 from app.errors import AppError, Conflict, Forbidden, NotFound
 from app.org.models import Employee
 from app.permits.approvers import Approver
+from app.permits.facts import HasStatus
 from app.permits.models import Permit
 from app.permits.repository import get_permit, overlapping_approved
 from app.permits.visibility import visible_permit
@@ -124,13 +125,6 @@ _BY_TIME = tuple(t for t in TRANSITIONS if t.by is SYSTEM and isinstance(t.guard
 
 
 # --- the effective state (docs/RULES.md#expiry) -------------------------------------------
-
-
-class HasStatus(Protocol):
-    @property
-    def status(self) -> str: ...
-    @property
-    def starts_at(self) -> datetime: ...
 
 
 def effective_status(permit: HasStatus, now: datetime) -> str:

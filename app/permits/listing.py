@@ -9,9 +9,10 @@ effective ones (`app.permits.lifecycle.status_condition`, docs/RULES.md#expiry).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,21 +24,32 @@ from app.permits.models import Permit
 from app.permits.schemas import PermitOut
 from app.permits.service import present
 from app.permits.visibility import may_read, party_condition, sees_everything
-from app.timeutil import utcnow
+from app.permits.vocabulary import Status
+from app.timeutil import InstantIn, utcnow
 
 SCAN_BATCH = 200
 """Rows read at a time where many of them may be passed over (`list_visible`)."""
 
 
-@dataclass(frozen=True)
-class Filters:
-    status: str | None = None
-    workspace_code: str | None = None
-    unit_code: str | None = None
-    requester_nip: str | None = None
-    starts_before: datetime | None = None
-    ends_after: datetime | None = None
-    awaiting_me: bool = False
+class Filters(BaseModel):
+    """Which permits a caller asks for, each filter optional: the list's query, as the route
+    declares it (`app.permits.dependencies.ListFilters`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: Status | None = None
+    workspace_code: str | None = Field(None, max_length=32)
+    unit_code: str | None = Field(None, max_length=32)
+    requester_nip: str | None = Field(None, max_length=32)
+    from_: InstantIn | None = Field(None, alias="from", description="Windows ending after this.")
+    to: InstantIn | None = Field(None, description="Windows starting before this.")
+    awaiting: Literal["me"] | None = Field(
+        None, description="`me`: pending permits you may decide."
+    )
+
+    @property
+    def awaiting_me(self) -> bool:
+        return self.awaiting == "me"
 
 
 async def units_deciding_for(session: AsyncSession, nip: str, now: datetime) -> set[str]:
@@ -81,10 +93,10 @@ def _filtered(filters: Filters, now: datetime) -> Select[Permit]:
         statement = statement.where(Permit.unit_code == filters.unit_code)
     if filters.requester_nip is not None:
         statement = statement.where(Permit.requester_nip == filters.requester_nip)
-    if filters.starts_before is not None:
-        statement = statement.where(Permit.starts_at < filters.starts_before)
-    if filters.ends_after is not None:
-        statement = statement.where(Permit.ends_at > filters.ends_after)
+    if filters.to is not None:
+        statement = statement.where(Permit.starts_at < filters.to)
+    if filters.from_ is not None:
+        statement = statement.where(Permit.ends_at > filters.from_)
     return statement
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
 
 from sqlalchemy import ColumnElement, or_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,35 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.errors import NotFound
 from app.org.models import Employee
 from app.permits.approvers import Approver, resolve_approvers
+from app.permits.facts import PermitFacts, ReaderFacts
 from app.permits.models import Permit
 from app.permits.repository import get_permit
-
-
-class PermitFacts(Protocol):
-    """What reading rights and the effective status depend on: a `Permit`, or a row read
-    below the ORM (`app.permits.reader`, `app.authorizations.reader`)."""
-
-    @property
-    def status(self) -> str: ...
-    @property
-    def starts_at(self) -> datetime: ...
-    @property
-    def requester_nip(self) -> str: ...
-    @property
-    def decided_by(self) -> str | None: ...
-    @property
-    def closed_by(self) -> str | None: ...
-
-
-class ReaderFacts(Protocol):
-    """Who asks: an `Employee`, or a caller read below the ORM."""
-
-    @property
-    def nip(self) -> str: ...
-    @property
-    def is_admin(self) -> bool: ...
-    @property
-    def is_auditor(self) -> bool: ...
 
 
 def sees_everything(reader: ReaderFacts) -> bool:
