@@ -32,6 +32,17 @@ class Paths:
     permit: str
 
 
+async def _paths(org: Org) -> Paths:
+    """The check and the permit read of a new office's permit."""
+    office = await Office.create(org)
+    permit = await office.submit()
+    paths = Paths(
+        check=f"{CHECK}?nip={office.staff['nip']}&workspace_code={office.workspace['code']}",
+        permit=f"{PERMITS}/{permit['id']}",
+    )
+    return paths
+
+
 def _answered(app: FastAPI) -> tuple[int, int]:
     return int(app.state.check_fast_path.answered), int(app.state.permit_fast_path.answered)
 
@@ -70,12 +81,7 @@ async def _statuses(
 async def test_every_path_refuses_the_same_credentials_alike(
     app: FastAPI, client: httpx.AsyncClient, org: Org, tokens: Tokens
 ) -> None:
-    office = await Office.create(org)
-    permit = await office.submit()
-    paths = Paths(
-        check=f"{CHECK}?nip={office.staff['nip']}&workspace_code={office.workspace['code']}",
-        permit=f"{PERMITS}/{permit['id']}",
-    )
+    paths = await _paths(org)
     leaver = await org.employee()
     left = await client.patch(
         f"/api/v1/employees/{leaver['nip']}", json={"active": False}, headers=org.admin
@@ -133,12 +139,7 @@ async def test_every_path_refuses_the_same_credentials_alike(
 async def test_every_path_accepts_the_same_credentials(
     app: FastAPI, client: httpx.AsyncClient, org: Org
 ) -> None:
-    office = await Office.create(org)
-    permit = await office.submit()
-    paths = Paths(
-        check=f"{CHECK}?nip={office.staff['nip']}&workspace_code={office.workspace['code']}",
-        permit=f"{PERMITS}/{permit['id']}",
-    )
+    paths = await _paths(org)
     admin = org.admin["Authorization"]
     key = (await _key(client, org, ["check"]))["key"]
     unscoped = (await _key(client, org, []))["key"]

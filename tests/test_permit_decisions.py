@@ -29,6 +29,15 @@ async def _read(client: httpx.AsyncClient, org: Org, permit_id: str, nip: str) -
     return await client.get(f"/api/v1/permits/{permit_id}", headers=org.as_(nip))
 
 
+async def _booking_office(org: Org) -> tuple[Office, str, datetime]:
+    """An office, its head's NIP, and 09:00 UTC tomorrow, for booking windows."""
+    office = await Office.create(org)
+    nine = (datetime.now(UTC) + timedelta(days=1)).replace(
+        hour=9, minute=0, second=0, microsecond=0
+    )
+    return office, office.head["nip"], nine
+
+
 async def _ok(response: httpx.Response) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     return dict(response.json())
@@ -524,11 +533,7 @@ async def test_the_sweep_leaves_other_permits_alone(
 async def test_approved_permits_of_one_workspace_never_overlap(
     client: httpx.AsyncClient, org: Org
 ) -> None:
-    office = await Office.create(org)
-    head = office.head["nip"]
-    nine = (datetime.now(UTC) + timedelta(days=1)).replace(
-        hour=9, minute=0, second=0, microsecond=0
-    )
+    office, head, nine = await _booking_office(org)
     first = await office.submit(start=nine, minutes=60)
     inside = await office.submit(
         office.colleague["nip"], start=nine + timedelta(minutes=15), minutes=30
@@ -551,11 +556,7 @@ async def test_approved_permits_of_one_workspace_never_overlap(
 async def test_back_to_back_windows_and_other_workspaces_do_not_conflict(
     client: httpx.AsyncClient, org: Org
 ) -> None:
-    office = await Office.create(org)
-    head = office.head["nip"]
-    nine = (datetime.now(UTC) + timedelta(days=1)).replace(
-        hour=9, minute=0, second=0, microsecond=0
-    )
+    office, head, nine = await _booking_office(org)
     morning = await office.submit(start=nine, minutes=60)
     next_hour = await office.submit(start=nine + timedelta(hours=1), minutes=60)
     hour_before = await office.submit(start=nine - timedelta(hours=1), minutes=60)
@@ -568,11 +569,7 @@ async def test_back_to_back_windows_and_other_workspaces_do_not_conflict(
 async def test_a_withdrawn_approval_frees_the_workspace(
     client: httpx.AsyncClient, org: Org
 ) -> None:
-    office = await Office.create(org)
-    head = office.head["nip"]
-    nine = (datetime.now(UTC) + timedelta(days=1)).replace(
-        hour=9, minute=0, second=0, microsecond=0
-    )
+    office, head, nine = await _booking_office(org)
     first = await office.submit(start=nine, minutes=60)
     second = await office.submit(start=nine + timedelta(minutes=30), minutes=60)
     third = await office.submit(start=nine + timedelta(minutes=45), minutes=30)

@@ -10,6 +10,7 @@ comparing the two shows they agree.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +24,13 @@ pytestmark = pytest.mark.anyio
 
 REASON = {"reason": "Ruang dipakai rapat pimpinan"}
 _SAME_HEADERS = ("content-type", "content-length", "etag", "cache-control", "x-frame-options")
+
+
+async def _one_permit(org: Org) -> tuple[Office, dict[str, Any], str]:
+    """A new office, its staff's pending permit, and the permit's path."""
+    office = await Office.create(org)
+    permit = await office.submit()
+    return office, permit, f"{PERMITS}/{permit['id']}"
 
 
 def _answered(app: FastAPI) -> int:
@@ -104,9 +112,7 @@ async def test_the_fast_path_and_the_route_agree_in_every_state(
 async def test_a_decision_is_seen_by_the_very_next_read(
     app: FastAPI, client: httpx.AsyncClient, org: Org
 ) -> None:
-    office = await Office.create(org)
-    permit = await office.submit()
-    path = f"{PERMITS}/{permit['id']}"
+    office, permit, path = await _one_permit(org)
     staff = org.as_(office.staff["nip"])
     before = _answered(app)
     first = await client.get(path, headers=staff)
@@ -124,9 +130,7 @@ async def test_a_decision_is_seen_by_the_very_next_read(
 async def test_what_the_fast_path_does_not_answer_gets_the_routes_errors(
     app: FastAPI, client: httpx.AsyncClient, org: Org
 ) -> None:
-    office = await Office.create(org)
-    permit = await office.submit()
-    path = f"{PERMITS}/{permit['id']}"
+    office, _permit, path = await _one_permit(org)
     created = await client.post(
         "/api/v1/api-keys", json={"name": "gerbang", "scopes": ["check"]}, headers=org.admin
     )

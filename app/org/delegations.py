@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import append_event
@@ -131,3 +131,8 @@ async def delegations_in_force(
         Delegation.ends_at > at,
     )
     return (await session.scalars(statement.order_by(Delegation.unit_code))).all()
+
+
+def delegations_of(unit_code: str) -> Select[Delegation]:
+    """A unit's delegations, past, present and future."""
+    return select(Delegation).where(Delegation.unit_code == unit_code)

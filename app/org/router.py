@@ -13,7 +13,6 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel
-from sqlalchemy import select
 
 from app.auth.dependencies import Admin, CurrentEmployee, WriteSession
 from app.db import ReadSession
@@ -38,7 +37,7 @@ from app.org.schemas import (
     WorkspaceUpdate,
 )
 from app.pagination import Page, PageParams
-from app.records import matching, page_of
+from app.records import page_of
 from app.timeutil import utcnow
 
 router = APIRouter(prefix="/api/v1", responses=API_PROBLEMS)
@@ -81,14 +80,10 @@ async def _workspace(code: str, session: ReadSession, _: CurrentEmployee) -> Wor
     return await service.get_workspace(session, code)
 
 
-def _sees_all_employees(employee: Employee) -> bool:
-    return employee.is_admin or employee.is_auditor
-
-
 async def _employee_record(nip: str, session: ReadSession, caller: CurrentEmployee) -> Employee:
     """Admins, auditors and the employee themself see the record; others get a 404
     (docs/RULES.md#not-found)."""
-    if nip != caller.nip and not _sees_all_employees(caller):
+    if nip != caller.nip and not service.sees_all_employees(caller):
         raise NotFound(f"Employee {nip} does not exist.")
     return await service.get_employee(session, nip)
 
@@ -106,13 +101,7 @@ CurrentDelegation = Annotated[Delegation, Depends(_delegation)]
 @router.get("/me", tags=["organisation"])
 async def read_me(session: ReadSession, employee: CurrentEmployee) -> MeOut:
     """The caller's employee record, the units they head and the delegations they hold now."""
-    heads = (
-        await session.scalars(
-            select(Unit.code)
-            .where(Unit.head_nip == employee.nip, Unit.active.is_(True))
-            .order_by(Unit.code)
-        )
-    ).all()
+    heads = await service.units_headed_by(session, employee.nip)
     held = await delegation_service.delegations_in_force(
         session, delegate_nip=employee.nip, at=utcnow()
     )
@@ -153,8 +142,7 @@ async def list_units(
     active: bool | None = None,
 ) -> Page[UnitOut]:
     """Units, ordered by code."""
-    statement = matching(select(Unit), (Unit.parent_code, parent_code), (Unit.active, active))
-    return await page_of(session, statement, Unit.code, UnitOut, page)
+    return await page_of(session, service.units(parent_code, active), Unit.code, UnitOut, page)
 
 
 @router.get("/units/{code}", tags=["organisation"], responses=_READ)
@@ -190,13 +178,8 @@ async def list_workspaces(
     active: bool | None = None,
 ) -> Page[WorkspaceOut]:
     """Workspaces, ordered by code."""
-    statement = matching(
-        select(Workspace),
-        (Workspace.unit_code, unit_code),
-        (Workspace.kind, kind),
-        (Workspace.active, active),
-    )
-    return await page_of(session, statement, Workspace.code, WorkspaceOut, page)
+    workspaces = service.workspaces(unit_code, kind, active)
+    return await page_of(session, workspaces, Workspace.code, WorkspaceOut, page)
 
 
 @router.get("/workspaces/{code}", tags=["organisation"], responses=_READ)
@@ -234,13 +217,8 @@ async def list_employees(
     active: bool | None = None,
 ) -> Page[EmployeeOut]:
     """Employees, ordered by NIP. Admins and auditors see everyone; others only themselves."""
-    statement = matching(
-        select(Employee),
-        (Employee.nip, None if _sees_all_employees(caller) else caller.nip),
-        (Employee.unit_code, unit_code),
-        (Employee.active, active),
-    )
-    return await page_of(session, statement, Employee.nip, EmployeeOut, page)
+    employees = service.employees(caller, unit_code, active)
+    return await page_of(session, employees, Employee.nip, EmployeeOut, page)
 
 
 @router.get("/employees/{nip}", tags=["organisation"], responses=_READ)
@@ -278,8 +256,8 @@ async def list_delegations(
     unit: CurrentUnit, session: ReadSession, page: PageParams
 ) -> Page[DelegationOut]:
     """A unit's delegations, past, present and future, oldest first."""
-    statement = select(Delegation).where(Delegation.unit_code == unit.code)
-    return await page_of(session, statement, Delegation.id, DelegationOut, page)
+    delegations = delegation_service.delegations_of(unit.code)
+    return await page_of(session, delegations, Delegation.id, DelegationOut, page)
 
 
 @router.get("/delegations/{delegation_id}", tags=["delegations"], responses=_READ)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import exists, select
+from sqlalchemy import Select, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +26,7 @@ from app.org.schemas import (
     WorkspaceCreate,
     WorkspaceUpdate,
 )
-from app.records import get_or_404
+from app.records import get_or_404, matching
 from app.timeutil import utcnow
 
 OrgRecord = Unit | Workspace | Employee
@@ -39,6 +39,47 @@ _AUDITED: dict[type[OrgRecord], tuple[str, ...]] = {
     Workspace: ("code", "name", "unit_code", "kind", "active"),
     Employee: ("nip", "name", "employment", "unit_code", "position", "roles", "active"),
 }
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+def units(parent_code: str | None, active: bool | None) -> Select[Unit]:
+    """Units, narrowed by the list's filters (None: not narrowed)."""
+    return matching(select(Unit), (Unit.parent_code, parent_code), (Unit.active, active))
+
+
+def workspaces(unit_code: str | None, kind: str | None, active: bool | None) -> Select[Workspace]:
+    """Workspaces, narrowed by the list's filters."""
+    return matching(
+        select(Workspace),
+        (Workspace.unit_code, unit_code),
+        (Workspace.kind, kind),
+        (Workspace.active, active),
+    )
+
+
+def sees_all_employees(employee: Employee) -> bool:
+    """Admins and auditors read every employee record; anyone else only their own."""
+    return employee.is_admin or employee.is_auditor
+
+
+def employees(caller: Employee, unit_code: str | None, active: bool | None) -> Select[Employee]:
+    """The employee records `caller` may read, narrowed by the list's filters."""
+    return matching(
+        select(Employee),
+        (Employee.nip, None if sees_all_employees(caller) else caller.nip),
+        (Employee.unit_code, unit_code),
+        (Employee.active, active),
+    )
+
+
+async def units_headed_by(session: AsyncSession, nip: str) -> list[str]:
+    """The codes of the active units `nip` heads, in order."""
+    heads = await session.scalars(
+        select(Unit.code).where(Unit.head_nip == nip, Unit.active.is_(True)).order_by(Unit.code)
+    )
+    return list(heads.all())
 
 
 def snapshot(obj: OrgRecord) -> dict[str, Any]:
