@@ -423,6 +423,8 @@ def _medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             for figure in rounds[0][label]
         }
         merged[label]["rounds"] = len(rounds)
+        # Each round's own ratio, so that a report can say how far the rounds spread.
+        merged[label]["x_ceiling_each_round"] = [r[label]["x_ceiling"] for r in rounds]
     return merged
 
 
