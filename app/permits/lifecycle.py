@@ -121,7 +121,11 @@ ACTIONS: dict[str, tuple[Transition, ...]] = {
     action: tuple(t for t in TRANSITIONS if t.action == action)
     for action in dict.fromkeys(t.action for t in TRANSITIONS)
 }
-_BY_TIME = tuple(t for t in TRANSITIONS if t.by is SYSTEM and isinstance(t.guard, Window))
+_BY_TIME: tuple[tuple[Transition, Window], ...] = tuple(
+    (t, t.guard) for t in TRANSITIONS if t.by is SYSTEM and isinstance(t.guard, Window)
+)
+"""The rows time takes (the system's), each with its window guard: what `effective_status`
+and its SQL forms apply."""
 
 
 # --- the effective state (docs/RULES.md#expiry) -------------------------------------------
@@ -130,8 +134,8 @@ _BY_TIME = tuple(t for t in TRANSITIONS if t.by is SYSTEM and isinstance(t.guard
 def effective_status(permit: HasStatus, now: datetime) -> str:
     """The permit's status at `now`: the recorded one, moved on by every row of the table
     that time has made due, whether or not the sweep has recorded it."""
-    for transition in _BY_TIME:
-        if permit.status == transition.source and _due(transition, permit, now):
+    for transition, window in _BY_TIME:
+        if permit.status == transition.source and window.holds(permit, now):
             return transition.target
     return permit.status
 
@@ -146,41 +150,27 @@ def status_condition(status: str, now: datetime) -> ColumnElement[bool]:
     `effective_status`: recorded so and not moved on by time, or moved there by time."""
     stays = and_(
         Permit.status == status,
-        *(not_(_due_sql(t, now)) for t in _BY_TIME if t.source == status),
+        *(not_(w.condition(now)) for t, w in _BY_TIME if t.source == status),
     )
     arrives = [
-        and_(Permit.status == t.source, _due_sql(t, now)) for t in _BY_TIME if t.target == status
+        and_(Permit.status == t.source, w.condition(now)) for t, w in _BY_TIME if t.target == status
     ]
     return or_(stays, *arrives)
 
 
 def overdue_condition(now: datetime) -> ColumnElement[bool]:
     """SQL for the permits whose recorded status time has moved on (what the sweep records)."""
-    return or_(*(and_(Permit.status == t.source, _due_sql(t, now)) for t in _BY_TIME))
+    return or_(*(and_(Permit.status == t.source, w.condition(now)) for t, w in _BY_TIME))
 
 
 def effective_status_sql(table: str, now: str) -> str:
     """`effective_status` as a raw SQL expression over `table`'s columns, `now` being a
     parameter: for the statements of the hot reads (`app.authorizations.reader`)."""
     cases = " ".join(
-        f"WHEN {table}.status = '{t.source}' AND {_window(t).sql(table, now)} THEN '{t.target}'"
-        for t in _BY_TIME
+        f"WHEN {table}.status = '{t.source}' AND {w.sql(table, now)} THEN '{t.target}'"
+        for t, w in _BY_TIME
     )
     return f"CASE {cases} ELSE {table}.status END"
-
-
-def _window(transition: Transition) -> Window:
-    assert isinstance(transition.guard, Window)
-    return transition.guard
-
-
-def _due(transition: Transition, permit: object, now: datetime) -> bool:
-    return isinstance(transition.guard, Window) and transition.guard.holds(permit, now)
-
-
-def _due_sql(transition: Transition, now: datetime) -> ColumnElement[bool]:
-    assert isinstance(transition.guard, Window)
-    return transition.guard.condition(now)
 
 
 # --- applying a transition (docs/RULES.md#transitions) -------------------------------------
