@@ -1,12 +1,17 @@
 """HTTP conventions written once: a resource's version as `ETag`, `If-Match` read into the
-version it names (docs/RULES.md#if-match), `Location` on create."""
+version it names (docs/RULES.md#if-match), `Location` on create, and a body declared for
+routes made from a table."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar, get_args
 
 from fastapi import Depends, Header
 from fastapi.responses import JSONResponse
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 
 def etag(version: int) -> str:
@@ -39,3 +44,27 @@ def resource_response(path: str, body: dict[str, Any], status_code: int = 200) -
     if status_code == 201 and "id" in body:
         headers["Location"] = f"{path.rstrip('/')}/{body['id']}"
     return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def declare(endpoint: Endpoint, *, path_key: str | None = None, **annotations: Any) -> Endpoint:
+    """`endpoint` with the parameters named in `annotations` declared as those types, and its
+    `**key` parameter as the path parameter `path_key`, for FastAPI's validation and the
+    OpenAPI document. A parameter declared `X | None` defaults to None; any other is required.
+
+    For routes made from a table, where one function serves several bodies, queries and
+    paths: the permit decisions, and the organisation's records.
+    """
+    signature = inspect.signature(endpoint)
+    parameters = []
+    for p in signature.parameters.values():
+        if p.name in annotations:
+            annotation = annotations[p.name]
+            optional = type(None) in get_args(annotation)
+            p = p.replace(
+                annotation=annotation, default=None if optional else inspect.Parameter.empty
+            )
+        elif p.kind is inspect.Parameter.VAR_KEYWORD and path_key is not None:
+            p = inspect.Parameter(path_key, inspect.Parameter.KEYWORD_ONLY, annotation=str)
+        parameters.append(p)
+    setattr(endpoint, "__signature__", signature.replace(parameters=parameters))  # noqa: B010
+    return endpoint

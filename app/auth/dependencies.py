@@ -33,6 +33,7 @@ from app.auth.tokens import TokenVerifier
 from app.db import Database, ReadSession, transaction
 from app.errors import Forbidden
 from app.org.models import Employee
+from app.org.roles import sees_everything
 
 
 async def get_principal(request: Request, session: ReadSession) -> Principal:
@@ -93,7 +94,7 @@ Admin = Annotated[Employee, Depends(_admin)]
 
 
 async def _auditor_or_admin(employee: CurrentEmployee) -> Employee:
-    if not (employee.is_admin or employee.is_auditor):
+    if not sees_everything(employee):
         raise Forbidden("This action needs the auditor or admin role.", code="auditor_required")
     return employee
 

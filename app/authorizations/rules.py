@@ -14,10 +14,11 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any, Generic, Literal, Protocol, TypeVar, get_args
 
+from app.org.roles import ReaderFacts, sees_everything
 from app.permits.approvers import Approver
-from app.permits.facts import HasStatus, PermitFacts, ReaderFacts
+from app.permits.facts import HasStatus, PermitFacts
 from app.permits.lifecycle import effective_status
-from app.permits.visibility import is_party, may_read, sees_everything
+from app.permits.visibility import is_party, may_read
 
 Reason = Literal[
     "approved",

@@ -21,7 +21,7 @@ from app.timeutil import format_instant
 
 @dataclass(frozen=True)
 class Caller:
-    """An employee asking (`app.permits.facts.ReaderFacts`); service clients are None."""
+    """An employee asking (`app.org.roles.ReaderFacts`); service clients are None."""
 
     nip: str
     is_admin: bool

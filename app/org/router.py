@@ -8,15 +8,18 @@ unit's delegations also that unit's head.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel
+from sqlalchemy import Select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.dependencies import Admin, CurrentEmployee, WriteSession
 from app.db import ReadSession
-from app.errors import API_PROBLEMS, NotFound, created_links, problem_responses
+from app.errors import API_PROBLEMS, created_links, problem_responses
+from app.http import declare
 from app.org import delegations as delegation_service
 from app.org import service
 from app.org.models import Delegation, Employee, Unit, Workspace
@@ -25,14 +28,16 @@ from app.org.schemas import (
     DelegationOut,
     Deputyship,
     EmployeeCreate,
+    EmployeeFilters,
     EmployeeOut,
     EmployeeUpdate,
     MeOut,
     UnitCreate,
+    UnitFilters,
     UnitOut,
     UnitUpdate,
     WorkspaceCreate,
-    WorkspaceKind,
+    WorkspaceFilters,
     WorkspaceOut,
     WorkspaceUpdate,
 )
@@ -46,21 +51,7 @@ _READ = problem_responses(404)
 _CREATE = problem_responses(400, 409, 413)
 _UPDATE = problem_responses(400, 404, 409, 413)
 Out = TypeVar("Out", bound=BaseModel)
-Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
-
-
-CodeFilter = Annotated[str | None, Query(max_length=32)]
-
-
-def _creates(path: str, key: str, *operation_ids: str) -> Callable[[Endpoint], Endpoint]:
-    """A POST that creates a record of the organisation: 201 with `Location`, its problems,
-    and links from the new record's `key` to the operations that take it."""
-    return router.post(
-        path,
-        status_code=201,
-        tags=["organisation"],
-        responses={**_CREATE, **created_links(key, key, *operation_ids)},
-    )
+Endpoint = Callable[..., Awaitable[Any]]
 
 
 def _created(response: Response, location: str, out: type[Out], record: object) -> Out:
@@ -76,25 +67,11 @@ async def _unit(code: str, session: ReadSession, _: CurrentEmployee) -> Unit:
     return await service.get_unit(session, code)
 
 
-async def _workspace(code: str, session: ReadSession, _: CurrentEmployee) -> Workspace:
-    return await service.get_workspace(session, code)
-
-
-async def _employee_record(nip: str, session: ReadSession, caller: CurrentEmployee) -> Employee:
-    """Admins, auditors and the employee themself see the record; others get a 404
-    (docs/RULES.md#not-found)."""
-    if nip != caller.nip and not service.sees_all_employees(caller):
-        raise NotFound(f"Employee {nip} does not exist.")
-    return await service.get_employee(session, nip)
-
-
 async def _delegation(delegation_id: str, session: ReadSession, _: CurrentEmployee) -> Delegation:
     return await delegation_service.get_delegation(session, delegation_id)
 
 
 CurrentUnit = Annotated[Unit, Depends(_unit)]
-CurrentWorkspace = Annotated[Workspace, Depends(_workspace)]
-EmployeeRecord = Annotated[Employee, Depends(_employee_record)]
 CurrentDelegation = Annotated[Delegation, Depends(_delegation)]
 
 
@@ -121,118 +98,160 @@ async def read_me(session: ReadSession, employee: CurrentEmployee) -> MeOut:
     )
 
 
-# --- units --------------------------------------------------------------------
+# --- units, workspaces and employees: their routes, made from this table ----------------
+# Who reads which is the service's (`service.units`, `service.read_employee`, …); creating
+# and changing are for admins; a create answers 201 with `Location` (docs/RULES.md#created).
 
 
-@_creates("/units", "code", "read_unit", "update_unit", "list_delegations", "create_delegation")
-async def create_unit(
-    body: UnitCreate, session: WriteSession, admin: Admin, response: Response
-) -> UnitOut:
-    """Create a unit (unit kerja). Admins only."""
-    unit = await service.create_unit(session, admin.nip, body)
-    return _created(response, f"/api/v1/units/{unit.code}", UnitOut, unit)
+class _Record(NamedTuple):
+    path: str  # of the collection
+    key: str  # the record's key: its path parameter, in its `Location` and its links
+    order: Any  # the key's column: the list's order
+    out: type[BaseModel]
+    filters: type[BaseModel]  # the list's query
+    create_body: type[BaseModel]
+    update_body: type[BaseModel]
+    listing: Callable[[Employee, Any], Select[Any]]  # the service's, for each operation
+    read: Callable[[AsyncSession, Employee, str], Awaitable[Any]]
+    create: Callable[[AsyncSession, str, Any], Awaitable[Any]]
+    update: Callable[[AsyncSession, str, str, Any], Awaitable[Any]]
+    descriptions: dict[str, str]  # the operations' (list, read, create, update)
+    links: tuple[str, ...]  # the operations a new record's key links to
 
 
-@router.get("/units", tags=["organisation"])
-async def list_units(
-    session: ReadSession,
-    _: CurrentEmployee,
-    page: PageParams,
-    parent_code: CodeFilter = None,
-    active: bool | None = None,
-) -> Page[UnitOut]:
-    """Units, ordered by code."""
-    return await page_of(session, service.units(parent_code, active), Unit.code, UnitOut, page)
+_RECORDS = (
+    _Record(
+        "/units",
+        "code",
+        Unit.code,
+        UnitOut,
+        UnitFilters,
+        UnitCreate,
+        UnitUpdate,
+        service.units,
+        service.read_unit,
+        service.create_unit,
+        service.update_unit,
+        {
+            "list": "Units, ordered by code.",
+            "read": "One unit (unit kerja).",
+            "create": "Create a unit (unit kerja). Admins only.",
+            "update": "Change a unit: name, parent, head, or deactivate it "
+            '(`"active": false`). Admins only.',
+        },
+        ("read_unit", "update_unit", "list_delegations", "create_delegation"),
+    ),
+    _Record(
+        "/workspaces",
+        "code",
+        Workspace.code,
+        WorkspaceOut,
+        WorkspaceFilters,
+        WorkspaceCreate,
+        WorkspaceUpdate,
+        service.workspaces,
+        service.read_workspace,
+        service.create_workspace,
+        service.update_workspace,
+        {
+            "list": "Workspaces, ordered by code.",
+            "read": "One workspace (ruang kerja).",
+            "create": "Create a workspace (ruang kerja) owned by a unit. Admins only.",
+            "update": "Change a workspace, move it to another unit, or deactivate it. Admins only.",
+        },
+        ("read_workspace", "update_workspace"),
+    ),
+    _Record(
+        "/employees",
+        "nip",
+        Employee.nip,
+        EmployeeOut,
+        EmployeeFilters,
+        EmployeeCreate,
+        EmployeeUpdate,
+        service.employees,
+        service.read_employee,
+        service.create_employee,
+        service.update_employee,
+        {
+            "list": "Employees, ordered by NIP. Admins and auditors see everyone; "
+            "others only themselves.",
+            "read": "One employee. Visible to admins, auditors and the employee themself "
+            "(others: 404).",
+            "create": "Register an employee (PNS or PPPK). The NIP is checked part by part. "
+            "Admins only.",
+            "update": "Change an employee, their roles, or deactivate them. Admins only.",
+        },
+        ("read_employee", "update_employee"),
+    ),
+)
 
 
-@router.get("/units/{code}", tags=["organisation"], responses=_READ)
-async def read_unit(unit: CurrentUnit) -> UnitOut:
-    return UnitOut.model_validate(unit)
+def _list_endpoint(record: _Record) -> Endpoint:
+    async def endpoint(
+        session: ReadSession, caller: CurrentEmployee, page: PageParams, filters: BaseModel
+    ) -> Any:
+        records = record.listing(caller, filters)
+        return await page_of(session, records, record.order, record.out, page)
+
+    return declare(endpoint, filters=Annotated[record.filters, Query()])
 
 
-@router.patch("/units/{code}", tags=["organisation"], responses=_UPDATE)
-async def update_unit(code: str, body: UnitUpdate, session: WriteSession, admin: Admin) -> UnitOut:
-    """Change a unit: name, parent, head, or deactivate it (`"active": false`). Admins only."""
-    return UnitOut.model_validate(await service.update_unit(session, admin.nip, code, body))
+def _read_endpoint(record: _Record) -> Endpoint:
+    async def endpoint(session: ReadSession, caller: CurrentEmployee, **key: str) -> Any:
+        return record.out.model_validate(await record.read(session, caller, key[record.key]))
+
+    return declare(endpoint, path_key=record.key)
 
 
-# --- workspaces ---------------------------------------------------------------
+def _create_endpoint(record: _Record) -> Endpoint:
+    async def endpoint(
+        session: WriteSession, admin: Admin, response: Response, body: BaseModel
+    ) -> Any:
+        made = await record.create(session, admin.nip, body)
+        location = f"/api/v1{record.path}/{getattr(made, record.key)}"
+        return _created(response, location, record.out, made)
+
+    return declare(endpoint, body=record.create_body)
 
 
-@_creates("/workspaces", "code", "read_workspace", "update_workspace")
-async def create_workspace(
-    body: WorkspaceCreate, session: WriteSession, admin: Admin, response: Response
-) -> WorkspaceOut:
-    """Create a workspace (ruang kerja) owned by a unit. Admins only."""
-    workspace = await service.create_workspace(session, admin.nip, body)
-    return _created(response, f"/api/v1/workspaces/{workspace.code}", WorkspaceOut, workspace)
+def _update_endpoint(record: _Record) -> Endpoint:
+    async def endpoint(session: WriteSession, admin: Admin, body: BaseModel, **key: str) -> Any:
+        changed = await record.update(session, admin.nip, key[record.key], body)
+        return record.out.model_validate(changed)
+
+    return declare(endpoint, body=record.update_body, path_key=record.key)
 
 
-@router.get("/workspaces", tags=["organisation"])
-async def list_workspaces(
-    session: ReadSession,
-    _: CurrentEmployee,
-    page: PageParams,
-    unit_code: CodeFilter = None,
-    kind: WorkspaceKind | None = None,
-    active: bool | None = None,
-) -> Page[WorkspaceOut]:
-    """Workspaces, ordered by code."""
-    workspaces = service.workspaces(unit_code, kind, active)
-    return await page_of(session, workspaces, Workspace.code, WorkspaceOut, page)
+def _operations(record: _Record) -> Iterator[tuple[str, str, str, Endpoint, dict[str, Any]]]:
+    """Each route of `record`: its operation, path, method, endpoint and the rest it declares."""
+    noun = record.path.strip("/").removesuffix("s")
+    item = f"{record.path}/{{{record.key}}}"
+    links = created_links(record.key, record.key, *record.links)
+    page: Any = Page[record.out]  # type: ignore[name-defined]  # a model made at run time
+    yield f"list_{noun}s", record.path, "GET", _list_endpoint(record), {"response_model": page}
+    yield (
+        f"create_{noun}",
+        record.path,
+        "POST",
+        _create_endpoint(record),
+        {"status_code": 201, "responses": {**_CREATE, **links}},
+    )
+    yield f"read_{noun}", item, "GET", _read_endpoint(record), {"responses": _READ}
+    yield f"update_{noun}", item, "PATCH", _update_endpoint(record), {"responses": _UPDATE}
 
 
-@router.get("/workspaces/{code}", tags=["organisation"], responses=_READ)
-async def read_workspace(workspace: CurrentWorkspace) -> WorkspaceOut:
-    return WorkspaceOut.model_validate(workspace)
-
-
-@router.patch("/workspaces/{code}", tags=["organisation"], responses=_UPDATE)
-async def update_workspace(
-    code: str, body: WorkspaceUpdate, session: WriteSession, admin: Admin
-) -> WorkspaceOut:
-    """Change a workspace, move it to another unit, or deactivate it. Admins only."""
-    workspace = await service.update_workspace(session, admin.nip, code, body)
-    return WorkspaceOut.model_validate(workspace)
-
-
-# --- employees ----------------------------------------------------------------
-
-
-@_creates("/employees", "nip", "read_employee", "update_employee")
-async def create_employee(
-    body: EmployeeCreate, session: WriteSession, admin: Admin, response: Response
-) -> EmployeeOut:
-    """Register an employee (PNS or PPPK). The NIP is checked part by part. Admins only."""
-    employee = await service.create_employee(session, admin.nip, body)
-    return _created(response, f"/api/v1/employees/{employee.nip}", EmployeeOut, employee)
-
-
-@router.get("/employees", tags=["organisation"])
-async def list_employees(
-    session: ReadSession,
-    caller: CurrentEmployee,
-    page: PageParams,
-    unit_code: CodeFilter = None,
-    active: bool | None = None,
-) -> Page[EmployeeOut]:
-    """Employees, ordered by NIP. Admins and auditors see everyone; others only themselves."""
-    employees = service.employees(caller, unit_code, active)
-    return await page_of(session, employees, Employee.nip, EmployeeOut, page)
-
-
-@router.get("/employees/{nip}", tags=["organisation"], responses=_READ)
-async def read_employee(employee: EmployeeRecord) -> EmployeeOut:
-    """One employee. Visible to admins, auditors and the employee themself (others: 404)."""
-    return EmployeeOut.model_validate(employee)
-
-
-@router.patch("/employees/{nip}", tags=["organisation"], responses=_UPDATE)
-async def update_employee(
-    nip: str, body: EmployeeUpdate, session: WriteSession, admin: Admin
-) -> EmployeeOut:
-    """Change an employee, their roles, or deactivate them. Admins only."""
-    return EmployeeOut.model_validate(await service.update_employee(session, admin.nip, nip, body))
+for _record in _RECORDS:
+    for _operation, _path, _method, _endpoint, _declared in _operations(_record):
+        router.add_api_route(
+            _path,
+            _endpoint,
+            methods=[_method],
+            name=_operation,
+            description=_record.descriptions[_operation.partition("_")[0]],
+            tags=["organisation"],
+            **{"response_model": _record.out, **_declared},
+        )
 
 
 # --- delegations --------------------------------------------------------------

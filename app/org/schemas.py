@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field, StrictBool, computed_field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, computed_field
 
 from app.schemas import Code, InputModel, Name, NipStr, OutputModel, Text
 from app.timeutil import Instant, utcnow
@@ -14,6 +14,32 @@ WorkspaceKind = Literal["administrative", "service", "meeting", "studio", "other
 EmploymentKind = Literal["pns", "pppk"]
 Role = Literal["admin", "auditor"]
 DelegationKind = Literal["plh", "plt"]
+
+
+# --- the lists' filters (each optional; the list's query) ------------------------------
+
+
+class _Filters(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class UnitFilters(_Filters):
+    parent_code: str | None = Field(None, max_length=32)
+    active: bool | None = None
+
+
+class WorkspaceFilters(_Filters):
+    unit_code: str | None = Field(None, max_length=32)
+    kind: WorkspaceKind | None = None
+    active: bool | None = None
+
+
+class EmployeeFilters(_Filters):
+    unit_code: str | None = Field(None, max_length=32)
+    active: bool | None = None
+
+
+# --- bodies -----------------------------------------------------------------------------
 
 
 class UnitCreate(InputModel):

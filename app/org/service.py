@@ -15,15 +15,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import SYSTEM_ACTOR, append_event
-from app.errors import AlreadyExists, Conflict, InvalidInput, field_error
+from app.errors import AlreadyExists, Conflict, InvalidInput, NotFound, field_error
 from app.nip import NipError, infer_employment, parse_nip
 from app.org.models import Employee, Unit, Workspace
+from app.org.roles import sees_everything
 from app.org.schemas import (
     EmployeeCreate,
+    EmployeeFilters,
     EmployeeUpdate,
     UnitCreate,
+    UnitFilters,
     UnitUpdate,
     WorkspaceCreate,
+    WorkspaceFilters,
     WorkspaceUpdate,
 )
 from app.records import get_or_404, matching
@@ -44,34 +48,52 @@ _AUDITED: dict[type[OrgRecord], tuple[str, ...]] = {
 # --- reading -------------------------------------------------------------------------
 
 
-def units(parent_code: str | None, active: bool | None) -> Select[Unit]:
+# --- what a caller reads: the lists and the records (docs/RULES.md#roles) ---------------
+# Units and workspaces: every employee (a requester must find the workspace). Employee
+# records: admins, auditors and the employee themself.
+
+
+def units(caller: Employee, filters: UnitFilters) -> Select[Unit]:
     """Units, narrowed by the list's filters (None: not narrowed)."""
-    return matching(select(Unit), (Unit.parent_code, parent_code), (Unit.active, active))
+    return matching(
+        select(Unit), (Unit.parent_code, filters.parent_code), (Unit.active, filters.active)
+    )
 
 
-def workspaces(unit_code: str | None, kind: str | None, active: bool | None) -> Select[Workspace]:
+def workspaces(caller: Employee, filters: WorkspaceFilters) -> Select[Workspace]:
     """Workspaces, narrowed by the list's filters."""
     return matching(
         select(Workspace),
-        (Workspace.unit_code, unit_code),
-        (Workspace.kind, kind),
-        (Workspace.active, active),
+        (Workspace.unit_code, filters.unit_code),
+        (Workspace.kind, filters.kind),
+        (Workspace.active, filters.active),
     )
 
 
-def sees_all_employees(employee: Employee) -> bool:
-    """Admins and auditors read every employee record; anyone else only their own."""
-    return employee.is_admin or employee.is_auditor
-
-
-def employees(caller: Employee, unit_code: str | None, active: bool | None) -> Select[Employee]:
+def employees(caller: Employee, filters: EmployeeFilters) -> Select[Employee]:
     """The employee records `caller` may read, narrowed by the list's filters."""
     return matching(
         select(Employee),
-        (Employee.nip, None if sees_all_employees(caller) else caller.nip),
-        (Employee.unit_code, unit_code),
-        (Employee.active, active),
+        (Employee.nip, None if sees_everything(caller) else caller.nip),
+        (Employee.unit_code, filters.unit_code),
+        (Employee.active, filters.active),
     )
+
+
+async def read_unit(session: AsyncSession, caller: Employee, code: str) -> Unit:
+    return await get_unit(session, code)
+
+
+async def read_workspace(session: AsyncSession, caller: Employee, code: str) -> Workspace:
+    return await get_workspace(session, code)
+
+
+async def read_employee(session: AsyncSession, caller: Employee, nip: str) -> Employee:
+    """The record, if `caller` may read it; others get a 404, as if it did not exist
+    (docs/RULES.md#not-found)."""
+    if nip != caller.nip and not sees_everything(caller):
+        raise NotFound(f"Employee {nip} does not exist.")
+    return await get_employee(session, nip)
 
 
 async def units_headed_by(session: AsyncSession, nip: str) -> list[str]:

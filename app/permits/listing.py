@@ -17,13 +17,14 @@ from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.org.models import Delegation, Employee, Unit
+from app.org.roles import sees_everything
 from app.pagination import PageRequest, encode_cursor
 from app.permits.approvers import Approver, ApproverResolver
 from app.permits.lifecycle import effective_status, status_condition
 from app.permits.models import Permit
 from app.permits.schemas import PermitOut
 from app.permits.service import present
-from app.permits.visibility import may_read, party_condition, sees_everything
+from app.permits.visibility import may_read, party_condition
 from app.permits.vocabulary import Status
 from app.timeutil import InstantIn, utcnow
 

@@ -7,17 +7,20 @@ declared as dependencies (`Idempotent`; `DecisionDep` holds both for the decisio
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from app.audit.schemas import AuditEventOut
 from app.audit.service import events_of_subject
 from app.auth.dependencies import CurrentEmployee, WriteSession
 from app.db import ReadSession
 from app.errors import API_PROBLEMS, Forbidden, created_links, problem_responses
-from app.http import resource_response
+from app.http import declare, resource_response
+from app.org.roles import sees_everything
 from app.pagination import Page, PageParams
 from app.permits import listing, service
 from app.permits.dependencies import DecisionDep, ListFilters
@@ -31,7 +34,6 @@ from app.permits.schemas import (
     PermitOut,
     RevokeBody,
 )
-from app.permits.visibility import sees_everything
 
 router = APIRouter(prefix="/api/v1", tags=["permits"], responses=API_PROBLEMS)
 
@@ -95,28 +97,49 @@ async def read_permit(
     return resource_response(request.url.path, permit.model_dump(mode="json"))
 
 
-@router.post("/permits/{permit_id}/approve", response_model=PermitOut, responses=_DECISION)
-async def approve_permit(decide: DecisionDep, body: ApproveBody | None = None) -> JSONResponse:
-    """Approve a pending permit. Approvers only; never the requester."""
-    return await decide("approve", body)
+# --- the four decisions: one route each, made from this table ---------------------------
+# (action, its body, whether the body is required, the operation's description); what each
+# action may do, and to which permits, is the lifecycle's row (docs/RULES.md#transitions).
+_DECISIONS: tuple[tuple[str, type[BaseModel], bool, str], ...] = (
+    (
+        "approve",
+        ApproveBody,
+        False,
+        "Approve a pending permit. Approvers only; never the requester.",
+    ),
+    ("deny", DenyBody, True, "Deny a pending permit, with a reason. Approvers only."),
+    (
+        "cancel",
+        CancelBody,
+        False,
+        "Withdraw your own permit while pending, or while approved and not yet started.",
+    ),
+    (
+        "revoke",
+        RevokeBody,
+        True,
+        "Withdraw an approval before the window ends. Approvers only; effective at once.",
+    ),
+)
 
 
-@router.post("/permits/{permit_id}/deny", response_model=PermitOut, responses=_DECISION)
-async def deny_permit(body: DenyBody, decide: DecisionDep) -> JSONResponse:
-    """Deny a pending permit, with a reason. Approvers only."""
-    return await decide("deny", body)
+def _decision_endpoint(action: str) -> Callable[..., Awaitable[JSONResponse]]:
+    async def endpoint(decide: DecisionDep, body: BaseModel | None = None) -> JSONResponse:
+        return await decide(action, body)
+
+    return endpoint
 
 
-@router.post("/permits/{permit_id}/cancel", response_model=PermitOut, responses=_DECISION)
-async def cancel_permit(decide: DecisionDep, body: CancelBody | None = None) -> JSONResponse:
-    """Withdraw your own permit while pending, or while approved and not yet started."""
-    return await decide("cancel", body)
-
-
-@router.post("/permits/{permit_id}/revoke", response_model=PermitOut, responses=_DECISION)
-async def revoke_permit(body: RevokeBody, decide: DecisionDep) -> JSONResponse:
-    """Withdraw an approval before the window ends. Approvers only; effective at once."""
-    return await decide("revoke", body)
+for _action, _body, _required, _description in _DECISIONS:
+    router.add_api_route(
+        f"/permits/{{permit_id}}/{_action}",
+        declare(_decision_endpoint(_action), body=_body if _required else _body | None),
+        methods=["POST"],
+        name=f"{_action}_permit",
+        description=_description,
+        response_model=PermitOut,
+        responses=_DECISION,
+    )
 
 
 @router.get("/permits/{permit_id}/events", responses=problem_responses(404))

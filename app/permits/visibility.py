@@ -15,15 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import NotFound
 from app.org.models import Employee
+from app.org.roles import ReaderFacts, sees_everything
 from app.permits.approvers import Approver, resolve_approvers
-from app.permits.facts import PermitFacts, ReaderFacts
+from app.permits.facts import PermitFacts
 from app.permits.models import Permit
 from app.permits.repository import get_permit
-
-
-def sees_everything(reader: ReaderFacts) -> bool:
-    """Admins and auditors read every permit (docs/RULES.md#readers)."""
-    return reader.is_admin or reader.is_auditor
 
 
 def is_party(permit: PermitFacts, reader: ReaderFacts) -> bool:
