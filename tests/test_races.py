@@ -57,7 +57,16 @@ def permit_body(workspace_code: str, start: datetime, minutes: int = 60) -> dict
 def servers(
     backend: str, database_url: str, keyring: KeyRing, tmp_path: Path
 ) -> Iterator[list[ServerProcess]]:
-    env = server_env(database_url, keyring, tmp_path / "data", SWEEP_INTERVAL_SECONDS="0")
+    # The claims here are about what commits, not how fast: a burst of 200 writes on two
+    # cores shared with the other test workers may wait longer than the production default
+    # for a pool connection, so these servers wait up to 30 s instead of answering 503.
+    env = server_env(
+        database_url,
+        keyring,
+        tmp_path / "data",
+        SWEEP_INTERVAL_SECONDS="0",
+        DATABASE_TIMEOUT_SECONDS="30",
+    )
     count = 2 if backend == "postgresql" else 1
     started: list[ServerProcess] = []
     try:
@@ -73,7 +82,9 @@ def servers(
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    # Idle connections are dropped by the client (2 s) before the server closes them (its
+    # 5 s keep-alive), so a request never races the server's close of a reused connection.
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=2)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         yield client
 
