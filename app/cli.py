@@ -29,10 +29,11 @@ def _settings() -> Settings:
 def _require_migrated(settings: Settings) -> None:
     """Say plainly, before uvicorn starts, that the database needs `migrate`."""
     from app.db import Database
+    from app.files import private_dir
     from app.migrate import SchemaNotAtHead, require_head
 
     async def check() -> None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         db = Database.connect(
             settings.effective_database_url,
             pool_size=1,
@@ -71,7 +72,8 @@ def serve(
         workers=workers,
         log_level=settings.log_level.lower(),
         access_log=False,
-        proxy_headers=True,
+        # X-Forwarded-For is read by the app, and only from TRUSTED_PROXIES (app.main).
+        proxy_headers=False,
     )
 
 

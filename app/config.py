@@ -6,6 +6,7 @@ message naming the setting, rather than failing later on a request.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -44,13 +45,16 @@ class Settings(BaseSettings):
     bootstrap_admin_nips: Annotated[list[str], NoDecode] = []
     rate_limit_per_minute: int = Field(default=600, ge=1, le=1_000_000)
     rate_limit_check_per_minute: int = Field(default=60_000, ge=1, le=10_000_000)
+    rate_limit_auth_failures_per_minute: int = Field(default=60, ge=1, le=1_000_000)
+    rate_limit_public_per_minute: int = Field(default=600, ge=1, le=1_000_000)
+    trusted_proxies: Annotated[list[str], NoDecode] = []
     cors_origins: Annotated[list[str], NoDecode] = []
     docs_enabled: bool = True
     log_level: str = "INFO"
     telemetry: bool = False
     max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576)
 
-    @field_validator("bootstrap_admin_nips", "cors_origins", mode="before")
+    @field_validator("bootstrap_admin_nips", "cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -73,6 +77,19 @@ class Settings(BaseSettings):
         for origin in value:
             if not origin.startswith(("https://", "http://")) or origin.rstrip("/") != origin:
                 raise ValueError(f"{origin!r} is not an origin like https://app.example.go.id")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for proxy in value:
+            try:
+                ipaddress.ip_network(proxy)
+            except ValueError:
+                raise ValueError(
+                    f"{proxy!r} is not an IP address or a network like 10.0.0.0/8 "
+                    "(with no host bits set)"
+                ) from None
         return value
 
     @field_validator("log_level")

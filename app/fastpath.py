@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth import credentials
 from app.errors import AppError
+from app.ratelimit import RateLimited
 
 
 class FastPathCount:
@@ -93,6 +94,16 @@ async def _verified(
         return await credentials.token_nip(scope["app"].state.token_verifier, credential)
     except AppError:  # refused, or the keys cannot be loaded: the route says which
         return None
+
+
+def admitted(scope: Scope, caller: str) -> bool:
+    """Whether the rate limit admits the verified `caller` (`app.ratelimit`); when it does
+    not, the route, which verifies the caller again, sends the 429."""
+    try:
+        scope["app"].state.rate_limits.admit(scope, caller)
+    except RateLimited:
+        return False
+    return True
 
 
 JSON_TYPE = (b"content-type", b"application/json")

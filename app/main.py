@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app import __version__
 from app.apikeys.router import router as api_keys_router
@@ -27,6 +28,7 @@ from app.config import Settings, SettingsError, load_settings
 from app.db import Database
 from app.errors import file_problems_under_problem_json, install_error_handlers
 from app.fastpath import FastPathCount
+from app.files import private_dir
 from app.health.router import router as health_router
 from app.logs import configure_logging
 from app.middleware import RequestContextMiddleware
@@ -36,7 +38,7 @@ from app.org.service import ensure_admins
 from app.permits.fastpath import PermitFastPath
 from app.permits.reader import PermitReader
 from app.permits.router import router as permits_router
-from app.ratelimit import RateLimitMiddleware
+from app.ratelimit import RateLimitMiddleware, RateLimits
 from app.rawdb import RawReader, open_raw_reader
 from app.sweeper import periodic_sweep
 
@@ -79,7 +81,7 @@ async def _frozen_start_up() -> AsyncIterator[None]:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     db = Database.connect(
         settings.effective_database_url,
         pool_size=settings.database_pool_size,
@@ -157,12 +159,14 @@ def create_app(
     app.state.permit_fast_path = FastPathCount()
     app.add_middleware(PermitFastPath, count=app.state.permit_fast_path)
     app.add_middleware(CheckFastPath, count=app.state.check_fast_path)
-    app.add_middleware(
-        RateLimitMiddleware,
+    app.state.rate_limits = RateLimits(
         per_minute=settings.rate_limit_per_minute,
         check_per_minute=settings.rate_limit_check_per_minute,
+        auth_failures_per_minute=settings.rate_limit_auth_failures_per_minute,
+        public_per_minute=settings.rate_limit_public_per_minute,
         clock=clock,
     )
+    app.add_middleware(RateLimitMiddleware, limits=app.state.rate_limits)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -189,6 +193,8 @@ def create_app(
             max_age=600,
         )
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    if settings.trusted_proxies:  # outermost: every layer sees the forwarded client address
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.include_router(health_router)
     app.include_router(org_router)
     app.include_router(api_keys_router)

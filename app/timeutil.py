@@ -10,7 +10,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BeforeValidator, PlainSerializer
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, PlainSerializer
 
 # RFC 3339 date-time; the offset is checked by AwareDatetime so that a missing one
 # gets its own message ("naive"). Numbers (Unix times) are not RFC 3339 and are refused.
@@ -44,8 +44,21 @@ def _rfc3339_text(value: Any) -> Any:
     return value
 
 
-InstantIn = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
-"""An RFC 3339 date-time with an offset (naive times and numbers are refused)."""
+def _in_range(value: datetime) -> datetime:
+    """An instant must exist in UTC (docs/RULES.md#times): `9999-12-31T23:00:00-05:00` or
+    `0001-01-01T00:00:00+07:00` do not, and are refused here rather than failing later."""
+    try:
+        value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError(
+            "is out of range: instants run from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z"
+        ) from None
+    return value
+
+
+InstantIn = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_in_range)]
+"""An RFC 3339 date-time with an offset, in range (naive times and numbers are refused).
+Every timestamp that enters the service, in a body, a query or a filter, is read by it."""
 
 Instant = Annotated[InstantIn, PlainSerializer(format_instant, return_type=str, when_used="json")]
 """`InstantIn` on input; RFC 3339 UTC with microseconds on output."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from logging.config import fileConfig
-from pathlib import Path
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -43,8 +42,6 @@ def _run(connection: Connection) -> None:
 
 async def _run_online() -> None:
     url = _url()
-    if url.startswith("sqlite"):
-        Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, pool_size=1)
     try:
         async with engine.connect() as connection:

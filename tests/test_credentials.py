@@ -16,10 +16,19 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.config import Settings
 from tests.permits_support import PERMITS, Office
 from tests.support import Org, Tokens, assert_problem, make_code, make_nip
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Every refused credential here comes from one address: its failure budget
+    (docs/RULES.md#rate-limits, proven in test_guard_rails.py) has room for them all."""
+    return settings.model_copy(update={"rate_limit_auth_failures_per_minute": 100_000})
+
 
 CHECK = "/api/v1/authorizations/check"
 UNITS = "/api/v1/units"

@@ -9,7 +9,15 @@ from pathlib import Path
 
 APP = Path(__file__).resolve().parent.parent / "app"
 HTTP_MODULES = {"router", "dependencies", "fastpath", "main", "middleware", "ratelimit"}
-PLUMBING = {"app.db", "app.config", "app.errors", "app.nip", "app.timeutil", "app.requestctx"}
+PLUMBING = {
+    "app.db",
+    "app.config",
+    "app.errors",
+    "app.files",
+    "app.nip",
+    "app.timeutil",
+    "app.requestctx",
+}
 
 
 def _modules() -> dict[str, Path]:

@@ -288,3 +288,44 @@ async def test_two_hundred_concurrent_changes_keep_one_gap_free_chain(
         r.text for r in responses
     }
     assert await _verify_chain(database_url) == before + 200
+
+
+async def test_two_admins_demoting_each_other_at_once_leave_one(scene: Scene) -> None:
+    """docs/RULES.md#last-admin: when the only two admins demote each other at the same
+    moment, through different instances, one change wins and the other is refused."""
+    first, second = make_nip(), make_nip()
+    for nip in (first, second):
+        body = {"nip": nip, "name": "Admin", "unit_code": scene.unit, "roles": ["admin"]}
+        assert (await scene.post("/api/v1/employees", body, ADMIN_NIP)).status_code == 201
+
+    async def demote(nip: str, by: str, i: int) -> httpx.Response:
+        return await scene.http.patch(
+            scene.url(i, f"/api/v1/employees/{nip}"),
+            json={"roles": []},
+            headers=scene.tokens.auth(by),
+        )
+
+    assert (await demote(ADMIN_NIP, first, 0)).status_code == 200  # two admins left
+    for round_ in range(6):
+        one, other = await asyncio.gather(demote(second, first, 0), demote(first, second, 1))
+        # One wins; the other finds the winner's change (409), or no longer holds the
+        # role when its request is judged (403): either way one admin is left.
+        assert sorted([one.status_code, other.status_code])[0] == 200, (one.text, other.text)
+        refused = other if one.status_code == 200 else one
+        assert refused.status_code in (403, 409), refused.text
+        assert refused.json()["code"] in ("admin_required", "last_admin")
+        winner = first if one.status_code == 200 else second
+        loser = second if winner == first else first
+        listing = await scene.http.get(
+            scene.url(round_, "/api/v1/employees"),
+            params={"limit": 200},
+            headers=scene.tokens.auth(winner),
+        )
+        admins = [e["nip"] for e in listing.json()["items"] if "admin" in e["roles"]]
+        assert admins == [winner]
+        restored = await scene.http.patch(
+            scene.url(0, f"/api/v1/employees/{loser}"),
+            json={"roles": ["admin"]},
+            headers=scene.tokens.auth(winner),
+        )
+        assert restored.status_code == 200

@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from app.audit import queries
+from app.audit.export import neutralised
 from app.audit.models import AuditEvent
 from app.audit.schemas import AuditEventOut
 from app.audit.verify import verify_stream
@@ -89,7 +90,7 @@ async def export_events(request: Request, _: AuditorOrAdmin, filters: Filters) -
                 event["data"] = json.dumps(
                     event["data"], ensure_ascii=False, sort_keys=True, separators=(",", ":")
                 )
-                writer.writerow([event[c] for c in CSV_COLUMNS])
+                writer.writerow([neutralised(event[c]) for c in CSV_COLUMNS])
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()

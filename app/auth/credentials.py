@@ -120,6 +120,12 @@ async def token_nip(verifier: TokenVerifier, token: PresentedToken) -> str:
     return nip
 
 
+def caller_name(*, nip: str | None = None, key_id: str | None = None) -> str:
+    """How a verified caller is named: in the audit trail, and for their rate-limit
+    budget (an employee by NIP, a service client by its key's id)."""
+    return nip if nip is not None else f"api-key:{key_id}"
+
+
 # --- judging: the presented credential against its stored row ------------------------
 
 

@@ -31,14 +31,28 @@ from app.auth.models import ApiKey
 from app.auth.principal import Principal
 from app.auth.tokens import TokenVerifier
 from app.db import Database, ReadSession, transaction
-from app.errors import Forbidden
+from app.errors import Forbidden, Unauthenticated
 from app.org.models import Employee
 from app.org.roles import sees_everything
+from app.ratelimit import RateLimits
 
 
 async def get_principal(request: Request, session: ReadSession) -> Principal:
     """The caller: the request's credential (`app.auth.credentials`), judged against its
-    row as the ORM reads it in the request's read transaction."""
+    row as the ORM reads it in the request's read transaction, and admitted by the rate
+    limit as who they are (a refused credential spends its address' failure budget:
+    docs/RULES.md#rate-limits)."""
+    limits: RateLimits = request.app.state.rate_limits
+    try:
+        principal = await _verified(request, session)
+    except Unauthenticated:
+        limits.failed(request.scope)
+        raise
+    limits.admit(request.scope, principal.actor)
+    return principal
+
+
+async def _verified(request: Request, session: AsyncSession) -> Principal:
     credential = presented(credential_headers(request.scope["headers"]))
     if isinstance(credential, PresentedKey):
         key = await session.get(ApiKey, credential.key_id)

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.config import Settings
+from app.files import PRIVATE_FILE, private_dir
 from app.timeutil import utcnow
 
 KEY_FILE = "local-signing-key.pem"
@@ -61,7 +62,7 @@ class LocalSigner:
 
 
 def load_or_create_signer(data_dir: Path) -> LocalSigner:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     path = data_dir / KEY_FILE
     if not path.exists():
         pem = Ed25519PrivateKey.generate().private_bytes(
@@ -81,6 +82,7 @@ def load_or_create_signer(data_dir: Path) -> LocalSigner:
             pass
         finally:
             temporary.unlink()
+    os.chmod(path, PRIVATE_FILE)  # a key file kept from before is made private too
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise RuntimeError(f"{path} does not hold an Ed25519 private key")

@@ -26,12 +26,18 @@ from urllib.parse import parse_qsl
 from pydantic import TypeAdapter, ValidationError
 from starlette.types import Scope, Send
 
-from app.auth.credentials import PresentedKey, grants, judge_api_key, judge_employee
+from app.auth.credentials import (
+    PresentedKey,
+    caller_name,
+    grants,
+    judge_api_key,
+    judge_employee,
+)
 from app.authorizations import service
 from app.authorizations.reader import CheckReader, Form, Pair, Reading
 from app.authorizations.service import Caller
 from app.errors import AppError, Unauthenticated, app_error_response
-from app.fastpath import FastPath, no_receive, send_json, verified_credential
+from app.fastpath import FastPath, admitted, no_receive, send_json, verified_credential
 from app.permits.vocabulary import PLATFORMS
 from app.timeutil import InstantIn, utcnow
 
@@ -96,6 +102,10 @@ class Credential:
     def __init__(self, *, key_id: str | None = None, secret: str = "", caller: str | None = None):
         self.key_id, self.secret, self.caller = key_id, secret, caller
 
+    @property
+    def name(self) -> str:
+        return caller_name(nip=self.caller, key_id=self.key_id)
+
     def accepted_by(self, reading: Reading) -> bool:
         """Whether the route's authentication accepts it (the same rules:
         docs/RULES.md#credentials), and a key grants the check (docs/RULES.md#api-keys)."""
@@ -145,7 +155,7 @@ class CheckFastPath(FastPath):
                 key_id=credential.key_id,
                 caller=credential.caller,
             )
-            if not credential.accepted_by(reading):
+            if not credential.accepted_by(reading) or not admitted(scope, credential.name):
                 return False
             caller = None
             if credential.caller is not None:

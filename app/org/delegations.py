@@ -80,6 +80,12 @@ async def create_delegation(
         )
     if not unit.active:
         raise Conflict(f"Unit {unit_code} is inactive.", code="unit_inactive")
+    if body.delegate_nip == actor.nip:
+        raise InvalidInput(
+            "You cannot appoint yourself as a delegate; nobody makes themselves an approver.",
+            code="self_delegation",
+            errors=[field_error(["body", "delegate_nip"], "is yourself", "self_delegation")],
+        )
     _check_window(body.starts_at, body.ends_at)
     await require_active_employee(session, body.delegate_nip, ["body", "delegate_nip"])
     if body.delegate_nip == unit.head_nip:

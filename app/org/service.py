@@ -232,11 +232,40 @@ async def _check_parent(session: AsyncSession, unit_code: str, parent_code: str)
         cursor = (await get_unit(session, cursor)).parent_code
 
 
+def _refuse_self_appointment(actor: str, head_nip: str) -> None:
+    """Nobody makes themselves an approver: an admin cannot set themselves as a unit's
+    head; another admin must (docs/RULES.md#separation-of-duties)."""
+    if head_nip == actor:
+        raise InvalidInput(
+            "You cannot make yourself a unit's head; another admin must appoint you.",
+            code="self_appointment",
+            errors=[field_error(["body", "head_nip"], "is yourself", "self_appointment")],
+        )
+
+
+async def _refuse_losing_last_admin(session: AsyncSession, nip: str) -> None:
+    """The service keeps an active admin (docs/RULES.md#last-admin). The active admins'
+    rows are locked, in NIP order, before anyone's is changed, so two admins demoting each
+    other at once take turns, and the second finds the first's change."""
+    admins = await session.scalars(
+        select(Employee.nip)
+        .where(Employee.is_admin.is_(True), Employee.active.is_(True))
+        .order_by(Employee.nip)
+        .with_for_update()
+    )
+    if set(admins.all()) == {nip}:
+        raise Conflict(
+            f"{nip} is the last active admin; make another employee an admin first.",
+            code="last_admin",
+        )
+
+
 async def create_unit(session: AsyncSession, actor: str, body: UnitCreate) -> Unit:
     await _refuse_existing(session, Unit, body.code)
     if body.parent_code is not None:
         await _check_parent(session, body.code, body.parent_code)
     if body.head_nip is not None:
+        _refuse_self_appointment(actor, body.head_nip)
         await require_active_employee(session, body.head_nip, ["body", "head_nip"])
     return await _insert(session, actor, Unit(**body.model_dump()))
 
@@ -250,6 +279,7 @@ async def update_unit(session: AsyncSession, actor: str, code: str, body: UnitUp
         # Reactivating under an inactive parent would undo what deactivation guards.
         await require_unit(session, unit.parent_code, ["body", "active"])
     if fields.get("head_nip") is not None and fields["head_nip"] != unit.head_nip:
+        _refuse_self_appointment(actor, fields["head_nip"])
         await require_active_employee(session, fields["head_nip"], ["body", "head_nip"])
     if fields.get("active") is False and unit.active:
         await _refuse_deactivating_unit_in_use(session, unit.code)
@@ -325,8 +355,11 @@ async def create_employee(session: AsyncSession, actor: str, body: EmployeeCreat
 async def update_employee(
     session: AsyncSession, actor: str, nip: str, body: EmployeeUpdate
 ) -> Employee:
-    employee = await get_employee(session, nip, for_update=True)
     fields = _patch(body, "name", "employment", "roles", "active")
+    if fields.get("active") is False or ("roles" in fields and "admin" not in fields["roles"]):
+        # Before the employee's own row is locked: the admins' rows are locked first.
+        await _refuse_losing_last_admin(session, nip)
+    employee = await get_employee(session, nip, for_update=True)
     if "employment" in fields:
         _check_nip(employee.nip, fields["employment"])
     if fields.get("unit_code") is not None and fields["unit_code"] != employee.unit_code:

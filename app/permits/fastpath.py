@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from starlette.types import Scope, Send
 
-from app.auth.credentials import judge_employee
+from app.auth.credentials import caller_name, judge_employee
 from app.errors import AppError, Unauthenticated, app_error_response
 from app.fastpath import (
     FastPath,
+    admitted,
     bearer_nip,
     credential_headers,
     no_receive,
@@ -79,7 +80,7 @@ class PermitFastPath(FastPath):
         deciders = approvers(
             reading.units, unit_code=permit.unit_code, requester_nip=permit.requester_nip
         )
-        if not may_read(permit, caller, deciders):
+        if not may_read(permit, caller, deciders) or not admitted(scope, caller_name(nip=nip)):
             return False
         body = shown(permit.fields, effective_status(permit, now), deciders)
         for name in INSTANTS:

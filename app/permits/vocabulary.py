@@ -5,6 +5,7 @@ Rules: docs/RULES.md#platforms, docs/RULES.md#channels, docs/RULES.md#states.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Literal, get_args
 
 Platform = Literal["youtube", "tiktok", "instagram", "facebook", "x", "other"]
@@ -19,6 +20,7 @@ CAPACITIES: tuple[str, ...] = get_args(Capacity)
 
 
 def channel_key(channel: str) -> str:
-    """How channels are matched (docs/RULES.md#channels): case-insensitive, a leading @
-    ignored. The permit keeps the text as submitted; this is stored beside it."""
-    return channel.strip().lower().removeprefix("@")
+    """How channels are matched (docs/RULES.md#channels): Unicode NFKC (so full-width and
+    other compatibility look-alikes are the letters they stand for), trimmed, case-folded,
+    a leading @ ignored. The permit keeps the text as submitted; this is stored beside it."""
+    return unicodedata.normalize("NFKC", channel).strip().casefold().removeprefix("@")

@@ -1,0 +1,37 @@
+"""The service's files are its own (docs/RULES.md#files): the data folder is made with mode
+0700, and the SQLite database and every key file in it are readable by their owner only
+(0600). SQLite gives a database's `-wal` and `-shm` files the database file's mode.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+def private_dir(path: Path) -> Path:
+    """`path`, made (with its missing parents) with mode 0700. A folder that already
+    exists keeps its mode: it may be shared on purpose, and is the operator's to set."""
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """`path`, made empty if missing, and set to mode 0600 whatever it was."""
+    private_dir(path.parent)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE))
+    os.chmod(path, PRIVATE_FILE)
+    return path
+
+
+def private_sqlite_database(path: Path) -> None:
+    """The database file and whatever `-wal`/`-shm` it has left, made private before SQLite
+    opens them (SQLite makes new ones with the database file's mode)."""
+    private_file(path)
+    for suffix in ("-wal", "-shm"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            os.chmod(companion, PRIVATE_FILE)
