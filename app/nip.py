@@ -11,6 +11,7 @@ so it depends on nothing of theirs (docs/RULES.md#nip).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Literal
@@ -110,11 +111,23 @@ def parse_nip(nip: str, employment: Employment = "pns", *, today: date | None = 
 
 
 def infer_employment(nip: str) -> Employment:
-    """The employment whose format `nip` fits, trying PNS first."""
+    """The employment whose format `nip` fits, trying PNS first; `NipError` (naming the
+    PNS reading's fault) when it fits neither."""
+    employment, fault = _inferred(nip, regency_today())
+    if employment is None:
+        raise NipError(fault)
+    return employment
+
+
+@functools.lru_cache(maxsize=4096)
+def _inferred(nip: str, today: date) -> tuple[Employment | None, str]:
+    """`infer_employment` on the day `today`: a pure function of its arguments, so the
+    answers the check's query validation asks for again and again are remembered (the
+    day is part of the key: a NIP's dates are judged against it)."""
     try:
-        return parse_nip(nip, "pns").employment
+        return parse_nip(nip, "pns", today=today).employment, ""
     except NipError as pns_error:
         try:
-            return parse_nip(nip, "pppk").employment
+            return parse_nip(nip, "pppk", today=today).employment, ""
         except NipError:
-            raise pns_error from None
+            return None, str(pns_error)

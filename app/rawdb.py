@@ -322,7 +322,7 @@ SQLITE_READ_BUSY_MS = 250
 def _sqlite_value(value: Any) -> Any:
     # As SQLAlchemy stores instants on SQLite (app.db.UTCDateTime): naive UTC text.
     if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
     return value
 
 

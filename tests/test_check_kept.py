@@ -273,7 +273,7 @@ def _candidate(n: int, starts_at: datetime, minutes: int = 60) -> Candidate:
 
 
 def _reading(candidates: list[Candidate]) -> Reading:
-    return Reading(None, False, None, None, False, False, True, True, candidates)
+    return Reading(None, False, None, None, False, False, False, True, True, candidates)
 
 
 def test_a_crowded_pair_is_never_kept() -> None:

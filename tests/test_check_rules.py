@@ -424,6 +424,37 @@ async def test_a_plain_employee_sees_only_whether_a_permit_they_may_not_read_is_
                 assert _outcome(answer) == (reason == "approved", shown, None), (nip, reason)
 
 
+async def test_the_approvers_are_read_only_for_an_employee_who_could_be_one(
+    app: FastAPI, client: httpx.AsyncClient, org: Org
+) -> None:
+    """Disclosure needs a permit's approvers only to see whether the caller is one; an
+    employee who heads no unit and holds no delegation is nobody's approver, so their check
+    is one statement. The answers are the same either way (route and fast path agree)."""
+    ask = await _asker(app, client, org)
+    office = ask.office
+    permit = await office.submit(starts_in=timedelta(hours=3), channel=CHANNEL)
+    await _ok(await office.act(permit["id"], "approve", office.head["nip"]))
+    inside = _start(permit) + timedelta(minutes=5)
+    elsewhere, _ = await org.unit_with_head()  # heads another unit: approver of none of these
+    later = await org.employee()
+    await office.delegate(later["nip"], starts_in=timedelta(days=1))  # a Plh from tomorrow
+    reader = app.state.check_reader
+    for nip, statements in (
+        (office.colleague["nip"], 1),
+        (elsewhere["head_nip"], 2),
+        (later["nip"], 2),
+    ):
+        asker = Ask(app, office, org.as_(nip))
+        before = reader.statements_run
+        response = await client.get(
+            CHECK, params=asker.params("employee", inside), headers=asker.headers
+        )
+        assert reader.statements_run - before == statements, nip
+        assert _outcome(response.json()) == (True, "approved", None)
+        for answer in await asker.both(inside):
+            assert _outcome(answer) == (True, "approved", None)
+
+
 async def test_whoever_decided_or_closed_a_permit_reads_it_after_they_no_longer_could(
     app: FastAPI, client: httpx.AsyncClient, org: Org
 ) -> None:

@@ -42,7 +42,14 @@ from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
 from app.authorizations.rules import COVERING_RANK, COVERING_TIES, LAST_TO_END, NEXT_TO_START
-from app.permits.approvers import CHAIN_ORDER, Approver, approvers, chain, units_of
+from app.permits.approvers import (
+    CHAIN_ORDER,
+    Approver,
+    approvers,
+    chain,
+    may_decide,
+    units_of,
+)
 from app.permits.lifecycle import effective_status_sql
 from app.permits.vocabulary import channel_key
 from app.rawdb import RawReader, Statement
@@ -152,6 +159,11 @@ def candidates(form: Form, *, live: bool) -> str:
     return " UNION ALL ".join(parts)
 
 
+# Whether the caller could be any permit's approver now: if not, the disclosure rule needs
+# no read of the answering permit's approvers (`app.permits.approvers.may_decide`).
+_CALLER_MAY_DECIDE = may_decide(":caller", ":now")
+
+
 def statement(form: Form, *, live: bool = False) -> str:
     """The statement of a form; built only from the constants above, values are parameters."""
     if form == "employee":
@@ -166,7 +178,8 @@ def statement(form: Form, *, live: bool = False) -> str:
     return (
         "SELECT k.secret_sha256 AS key_secret_sha256, k.revoked_at IS NOT NULL AS key_revoked, "  # noqa: S608 (constants only)
         "k.scopes AS key_scopes, c.active AS caller_active, c.is_admin AS caller_is_admin, "
-        f"c.is_auditor AS caller_is_auditor, {subject}, "
+        f"c.is_auditor AS caller_is_auditor, {_CALLER_MAY_DECIDE} AS caller_may_decide, "
+        f"{subject}, "
         f"p.*, {_REQUESTER[form]} AS requester_active "
         "FROM (SELECT 1 AS one) AS one "
         f"{subject_joins}"
@@ -210,12 +223,13 @@ class Reading:
     caller_active: bool | None  # None: the token names no employee (or none asked about)
     caller_is_admin: bool
     caller_is_auditor: bool
+    caller_may_decide: bool  # heads a unit or holds a delegation in force (the caller asked)
     employee_active: bool | None  # (employee, workspace) form only
     workspace_known: bool
     candidates: Sequence[Candidate]  # each permit once, in no particular order
 
 
-_HEAD = 8  # the columns before the permit's
+_HEAD = 9  # the columns before the permit's
 
 
 def _reading(rows: Sequence[Any], stamp: Callable[[Any], datetime]) -> Reading:
@@ -246,8 +260,9 @@ def _reading(rows: Sequence[Any], stamp: Callable[[Any], datetime]) -> Reading:
         caller_active=None if head[3] is None else bool(head[3]),
         caller_is_admin=bool(head[4]),
         caller_is_auditor=bool(head[5]),
-        employee_active=None if head[6] is None else bool(head[6]),
-        workspace_known=bool(head[7]),
+        caller_may_decide=bool(head[6]),
+        employee_active=None if head[7] is None else bool(head[7]),
+        workspace_known=bool(head[8]),
         candidates=list(candidates.values()),
     )
 
@@ -340,6 +355,7 @@ class CheckReader:
 
     async def approvers(self, permit: Candidate, now: datetime) -> list[Approver]:
         """The permit's approvers now (docs/RULES.md#readers): who may decide or revoke it."""
+        self.statements_run += 1
         rows = await self._raw.fetch(APPROVERS, {"code": permit.unit_code, "at": now})
         return approvers(
             units_of(rows), unit_code=permit.unit_code, requester_nip=permit.requester_nip

@@ -90,6 +90,6 @@ async def check(
     caller = (
         None if employee is None else Caller(employee.nip, employee.is_admin, employee.is_auditor)
     )
-    reading = await reader.read(pair, at, checked_at)
+    reading = await reader.read(pair, at, checked_at, caller=caller.nip if caller else None)
     verdict = await service.answer(reader, pair.form, reading, at, checked_at, caller)
     return JSONResponse(service.body(verdict, checked_at), headers={"Cache-Control": "no-store"})

@@ -58,12 +58,15 @@ async def answer(
     caller: Caller | None,
 ) -> Verdict[Candidate]:
     """The answer `caller` gets (docs/RULES.md#check-disclosure): the verdict, and, only
-    when the caller is an employee who is no party of its permit, a read of the
-    permit's approvers now."""
+    when the caller is an employee who is no party of its permit but heads a unit or
+    holds a delegation (`Reading.caller_may_decide`, read with the verdict's rows), a
+    read of the permit's approvers now. `reading` must have been read for `caller`."""
     verdict = decide(form, reading, at, now)
-    if needs_approvers(verdict, caller):
+    if needs_approvers(verdict, caller) and reading.caller_may_decide:
         assert verdict.row is not None
         return disclose(verdict, caller, await reader.approvers(verdict.row, now))
+    # The caller is no approver of anything (or the rule needs no approvers): the
+    # approvers, whoever they are, would not change the answer.
     return disclose(verdict, caller)
 
 

@@ -62,6 +62,19 @@ def chain(start: str) -> str:
     )
 
 
+def may_decide(nip: str, at: str) -> str:
+    """Whether the employee `nip` names (an SQL expression) could decide some permit at
+    `at` or at any later instant until the next commit: they head a unit, or hold a
+    delegation that is not revoked and not over (one still to start counts). Nobody else is
+    any permit's approver (`chain` finds only heads and delegates in force), so a reader may
+    skip reading a permit's approvers for them: the answer is the same."""
+    return (
+        f"(EXISTS (SELECT 1 FROM units AS mu WHERE mu.head_nip = {nip}) "  # noqa: S608 (constants only)
+        "OR EXISTS (SELECT 1 FROM delegations AS md "
+        f"WHERE md.delegate_nip = {nip} AND md.revoked_at IS NULL AND md.ends_at > {at}))"
+    )
+
+
 CHAIN_COLUMNS = 10
 CHAIN_ORDER = "chain_depth, chain_since, chain_delegation"
 
