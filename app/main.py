@@ -26,6 +26,7 @@ from app.authorizations.reader import CheckReader
 from app.authorizations.router import router as authorizations_router
 from app.config import Settings, SettingsError, load_settings
 from app.db import Database
+from app.docs import install_docs
 from app.errors import file_problems_under_problem_json, install_error_handlers
 from app.fastpath import FastPathCount
 from app.files import private_dir
@@ -144,8 +145,8 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
-        docs_url="/docs" if settings.docs_enabled else None,
-        redoc_url="/redoc" if settings.docs_enabled else None,
+        docs_url=None,  # served offline, with their CSP, by app.docs
+        redoc_url=None,
         # FastAPI's own OpenTelemetry asks the providers on every request, the check's
         # included, even when nothing exports: only when asked for.
         telemetry=None if settings.telemetry else NO_TELEMETRY,
@@ -195,6 +196,8 @@ def create_app(
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.trusted_proxies:  # outermost: every layer sees the forwarded client address
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
+    if settings.docs_enabled:
+        install_docs(app)
     app.include_router(health_router)
     app.include_router(org_router)
     app.include_router(api_keys_router)
