@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth import credentials
 from app.errors import AppError
-from app.ratelimit import RateLimited
+from app.ratelimit import RateLimited, RateLimits
 
 
 class FastPathCount:
@@ -31,9 +31,10 @@ class FastPath:
     """ASGI layer: answers the GET requests it `takes` itself when it can (`answer`), and
     passes everything else on."""
 
-    def __init__(self, app: ASGIApp, *, count: FastPathCount) -> None:
+    def __init__(self, app: ASGIApp, *, count: FastPathCount, limits: RateLimits) -> None:
         self.app = app
         self.count = count
+        self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -51,6 +52,15 @@ class FastPath:
     async def answer(self, scope: Scope, send: Send) -> bool:
         """Answer and say True, or say False having sent nothing."""
         raise NotImplementedError
+
+    def admitted(self, scope: Scope, caller: str) -> bool:
+        """Whether the rate limit admits the verified `caller` (`app.ratelimit`); when it
+        does not, the route, which verifies the caller again, sends the 429."""
+        try:
+            self.limits.admit(scope, caller)
+        except RateLimited:
+            return False
+        return True
 
 
 def credential_headers(scope: Scope) -> tuple[str | None, str | None] | None:
@@ -94,16 +104,6 @@ async def _verified(
         return await credentials.token_nip(scope["app"].state.token_verifier, credential)
     except AppError:  # refused, or the keys cannot be loaded: the route says which
         return None
-
-
-def admitted(scope: Scope, caller: str) -> bool:
-    """Whether the rate limit admits the verified `caller` (`app.ratelimit`); when it does
-    not, the route, which verifies the caller again, sends the 429."""
-    try:
-        scope["app"].state.rate_limits.admit(scope, caller)
-    except RateLimited:
-        return False
-    return True
 
 
 JSON_TYPE = (b"content-type", b"application/json")

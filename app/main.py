@@ -158,8 +158,6 @@ def create_app(
     # wraps the fast paths of the check and of a permit read (app/fastpath.py).
     app.state.check_fast_path = FastPathCount()
     app.state.permit_fast_path = FastPathCount()
-    app.add_middleware(PermitFastPath, count=app.state.permit_fast_path)
-    app.add_middleware(CheckFastPath, count=app.state.check_fast_path)
     app.state.rate_limits = RateLimits(
         per_minute=settings.rate_limit_per_minute,
         check_per_minute=settings.rate_limit_check_per_minute,
@@ -167,7 +165,10 @@ def create_app(
         public_per_minute=settings.rate_limit_public_per_minute,
         clock=clock,
     )
-    app.add_middleware(RateLimitMiddleware, limits=app.state.rate_limits)
+    limits = app.state.rate_limits
+    app.add_middleware(PermitFastPath, count=app.state.permit_fast_path, limits=limits)
+    app.add_middleware(CheckFastPath, count=app.state.check_fast_path, limits=limits)
+    app.add_middleware(RateLimitMiddleware, limits=limits)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

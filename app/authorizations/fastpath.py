@@ -37,7 +37,7 @@ from app.authorizations import service
 from app.authorizations.reader import CheckReader, Form, Pair, Reading
 from app.authorizations.service import Caller
 from app.errors import AppError, Unauthenticated, app_error_response
-from app.fastpath import FastPath, admitted, no_receive, send_json, verified_credential
+from app.fastpath import FastPath, no_receive, send_json, verified_credential
 from app.permits.vocabulary import PLATFORMS
 from app.timeutil import InstantIn, utcnow
 
@@ -155,7 +155,7 @@ class CheckFastPath(FastPath):
                 key_id=credential.key_id,
                 caller=credential.caller,
             )
-            if not credential.accepted_by(reading) or not admitted(scope, credential.name):
+            if not credential.accepted_by(reading) or not self.admitted(scope, credential.name):
                 return False
             caller = None
             if credential.caller is not None:

@@ -19,7 +19,6 @@ from app.auth.credentials import caller_name, judge_employee
 from app.errors import AppError, Unauthenticated, app_error_response
 from app.fastpath import (
     FastPath,
-    admitted,
     bearer_nip,
     credential_headers,
     no_receive,
@@ -80,7 +79,7 @@ class PermitFastPath(FastPath):
         deciders = approvers(
             reading.units, unit_code=permit.unit_code, requester_nip=permit.requester_nip
         )
-        if not may_read(permit, caller, deciders) or not admitted(scope, caller_name(nip=nip)):
+        if not may_read(permit, caller, deciders) or not self.admitted(scope, caller_name(nip=nip)):
             return False
         body = shown(permit.fields, effective_status(permit, now), deciders)
         for name in INSTANTS:
