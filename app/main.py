@@ -196,7 +196,8 @@ def create_app(
         )
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.trusted_proxies:  # outermost: every layer sees the forwarded client address
-        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
+        proxies = [str(network) for network in settings.trusted_proxies]
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
     if settings.docs_enabled:
         install_docs(app)
     app.include_router(health_router)

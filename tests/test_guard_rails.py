@@ -213,10 +213,8 @@ def test_trusted_proxies_are_checked_at_start_up() -> None:
         load_settings(trusted_proxies="10.0.0.1/8")  # host bits set: ambiguous
     with pytest.raises(SettingsError, match="TRUSTED_PROXIES"):
         load_settings(trusted_proxies="proxy.example")
-    assert load_settings(trusted_proxies="10.0.0.5, 10.1.0.0/16").trusted_proxies == [
-        "10.0.0.5",
-        "10.1.0.0/16",
-    ]
+    proxies = load_settings(trusted_proxies="10.0.0.5, 10.1.0.0/16").trusted_proxies
+    assert [str(network) for network in proxies] == ["10.0.0.5/32", "10.1.0.0/16"]
 
 
 # --- the last admin (docs/RULES.md#last-admin) --------------------------------------------
