@@ -152,3 +152,19 @@ def test_every_operation_is_described(document: dict[str, Any]) -> None:
         if not operation.get("summary") or not operation.get("tags")
     ]
     assert undocumented == []
+
+
+def test_every_operation_says_which_credential_it_takes(document: dict[str, Any]) -> None:
+    """Two security schemes; the check takes either, every other API operation a bearer
+    token (docs/RULES.md#credentials); the public endpoints none."""
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
+    assert schemes["apiKey"] == {**schemes["apiKey"], "type": "apiKey", "in": "header"}
+    assert schemes["apiKey"]["name"] == "X-API-Key"
+    for _method, path, operation in operations(document, "/api/v1/"):
+        expected = [{"bearer": []}]
+        if path == "/api/v1/authorizations/check":
+            expected = [{"bearer": []}, {"apiKey": []}]
+        assert operation.get("security") == expected, path
+    for path in ("/healthz", "/readyz", "/.well-known/jwks.json"):
+        assert "security" not in document["paths"][path]["get"], path

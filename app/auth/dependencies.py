@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.credentials import (
@@ -86,7 +87,37 @@ async def _write_session(
 WriteSession = Annotated[AsyncSession, Depends(_write_session, scope="function")]
 
 
-async def _employee(principal: CurrentPrincipal) -> Employee:
+# The two credentials as OpenAPI security schemes, so the document says which operation
+# takes which (and `/docs` has an "Authorize" button). Declared only: what they read is not
+# used, the credential is read and judged by `get_principal` (docs/RULES.md#credentials).
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    bearerFormat="JWT",
+    description="An employee's token from the identity provider "
+    "(in local mode: `izin-siaran token <NIP>`).",
+)
+API_KEY = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    scheme_name="apiKey",
+    description="A service client's API key, `izs_<id>_<secret>` (scopes: `check`, `events`).",
+)
+DeclaresBearer = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+DeclaresApiKey = Annotated[str | None, Security(API_KEY)]
+
+
+async def _any_caller(
+    principal: CurrentPrincipal, _bearer: DeclaresBearer, _key: DeclaresApiKey
+) -> Principal:
+    return principal
+
+
+EmployeeOrServiceClient = Annotated[Principal, Depends(_any_caller)]
+"""An employee (bearer token) or a service client (API key), as the check takes."""
+
+
+async def _employee(principal: CurrentPrincipal, _bearer: DeclaresBearer) -> Employee:
     if principal.employee is None:
         raise Forbidden(
             "API keys grant only their scopes; this endpoint is for employees.",

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from app.auth.dependencies import CurrentPrincipal
+from app.auth.dependencies import EmployeeOrServiceClient
 from app.authorizations import service
 from app.authorizations.reader import CheckReader, Pair
 from app.authorizations.rules import Reason
@@ -44,7 +44,7 @@ class CheckResult(BaseModel):
 )
 async def check(
     request: Request,
-    principal: CurrentPrincipal,
+    principal: EmployeeOrServiceClient,
     nip: Annotated[str | None, Query(max_length=32)] = None,
     workspace_code: Annotated[str | None, Query(max_length=32)] = None,
     platform: Annotated[Platform | None, Query()] = None,
