@@ -5,8 +5,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
@@ -20,11 +23,21 @@ def private_dir(path: Path) -> Path:
 
 
 def private_file(path: Path) -> Path:
-    """`path`, made empty if missing, and set to mode 0600 whatever it was."""
+    """`path`, made empty if missing, and set to mode 0600 whatever it was. A file of
+    another owner cannot be changed: that is said in the log, and the file is used as it
+    is (the operator chose to share it)."""
     private_dir(path.parent)
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE))
-    os.chmod(path, PRIVATE_FILE)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE))
+    _tighten(path)
     return path
+
+
+def _tighten(path: Path) -> None:
+    try:
+        os.chmod(path, PRIVATE_FILE)
+    except PermissionError:
+        log.warning("%s belongs to another user; its mode is left as it is", path)
 
 
 def private_sqlite_database(path: Path) -> None:
@@ -34,4 +47,4 @@ def private_sqlite_database(path: Path) -> None:
     for suffix in ("-wal", "-shm"):
         companion = path.with_name(path.name + suffix)
         if companion.exists():
-            os.chmod(companion, PRIVATE_FILE)
+            _tighten(companion)
