@@ -119,6 +119,8 @@ class _Record(NamedTuple):
     links: tuple[str, ...]  # the operations a new record's key links to
 
 
+# Each row gives `_Record`'s fields in order: path, key, order, out, filters, create_body,
+# update_body, listing, read, create, update, descriptions, links.
 _RECORDS = (
     _Record(
         "/units",
