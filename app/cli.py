@@ -60,11 +60,14 @@ def serve(
     """Run the API with uvicorn. The database must already be migrated."""
     import uvicorn
 
+    from app.logs import configure_logging
+
     settings = _settings()
     if workers > 1 and settings.effective_database_url.startswith("sqlite"):
         typer.echo("SQLite serves one worker; use PostgreSQL for more.", err=True)
         raise typer.Exit(2)
     _require_migrated(settings)
+    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
         "app.main:app",
         host=host,
@@ -72,6 +75,8 @@ def serve(
         workers=workers,
         log_level=settings.log_level.lower(),
         access_log=False,
+        # uvicorn's own lines go to the service's handler, in LOG_FORMAT like every other.
+        log_config=None,
         # X-Forwarded-For is read by the app, and only from TRUSTED_PROXIES (app.main).
         proxy_headers=False,
     )

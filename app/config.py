@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, IPvAnyNetwork, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = []
     docs_enabled: bool = True
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
     telemetry: bool = False
     max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576)
 

@@ -1,9 +1,16 @@
-"""Logging set-up: every line carries the request id of the request it belongs to."""
+"""Logging set-up: every line carries the request id of the request it belongs to.
+
+`LOG_FORMAT=text` (the default) writes readable lines; `json` one JSON object a line
+(`time`, `level`, `logger`, `request_id`, `message`, and `exc_info` with a traceback),
+written by python-json-logger, for log collectors.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+
+from pythonjsonlogger.json import JsonFormatter
 
 from app.requestctx import current_request_id
 
@@ -14,12 +21,21 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str) -> None:
+def _formatter(log_format: str) -> logging.Formatter:
+    if log_format == "json":
+        return JsonFormatter(
+            "%(levelname)s %(name)s %(request_id)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",  # RFC 3339, UTC
+            json_ensure_ascii=False,
+        )
+    return logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
-    )
+    handler.setFormatter(_formatter(log_format))
     root = logging.getLogger()
     for existing in list(root.handlers):
         if getattr(existing, "_izin_siaran", False):

@@ -138,7 +138,7 @@ def create_app(
 ) -> FastAPI:
     """The service; `clock` is the monotonic clock its rate limit refills by."""
     settings = settings or load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     app = FastAPI(
         title="Izin Siaran",
         version=__version__,

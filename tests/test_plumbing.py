@@ -8,6 +8,7 @@ request id; no stack trace or SQL reaches a client.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import multiprocessing
 import time
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from app.audit.models import AuditEvent
 from app.config import Settings
+from app.logs import configure_logging
 from app.main import create_app
 from app.requestctx import new_request_id
 from tests.conftest import PG_ADMIN_DSN
@@ -398,3 +400,33 @@ async def test_what_start_up_made_is_kept_out_of_full_collections_while_serving(
     async with application.router.lifespan_context(application):
         assert gc.get_freeze_count() > 10_000  # the application and its libraries
     assert gc.get_freeze_count() == 0  # handed back to the collector
+
+
+async def test_json_logs_are_one_object_a_line_with_the_request_id(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """LOG_FORMAT=json (docs/RULES.md#logs): every line a JSON object with its level,
+    logger, time and request id."""
+    application = create_app(
+        settings.model_copy(update={"log_format": "json", "log_level": "INFO"})
+    )
+    try:
+        async with serving(application):
+            transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                answer = await http.get("/healthz", headers={"X-Request-ID": "log-check-1"})
+        assert answer.status_code == 200
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        records = [json.loads(line) for line in lines]  # every line parses
+        access = [r for r in records if r["logger"] == "app.access"]
+        assert access
+        assert access[-1]["request_id"] == "log-check-1"
+        assert access[-1]["message"].startswith("GET /healthz 200")
+        assert {"time", "level", "logger", "request_id", "message"} <= set(access[-1])
+        assert access[-1]["time"].endswith("+00:00")
+    finally:
+        configure_logging(settings.log_level)  # the text format for the tests that follow
+
+
+def test_the_default_log_format_is_text() -> None:
+    assert Settings(_env_file=None).log_format == "text"  # type: ignore[call-arg]
