@@ -67,11 +67,12 @@ def may_decide(nip: str, at: str) -> str:
     `at` or at any later instant until the next commit: they head a unit, or hold a
     delegation that is not revoked and not over (one still to start counts). Nobody else is
     any permit's approver (`chain` finds only heads and delegates in force), so a reader may
-    skip reading a permit's approvers for them: the answer is the same."""
+    skip reading a permit's approvers for them: the answer is the same. No employee (a
+    service client's check): false, without looking."""
     return (
-        f"(EXISTS (SELECT 1 FROM units AS mu WHERE mu.head_nip = {nip}) "  # noqa: S608 (constants only)
+        f"({nip} IS NOT NULL AND (EXISTS (SELECT 1 FROM units AS mu WHERE mu.head_nip = {nip}) "  # noqa: S608 (constants only)
         "OR EXISTS (SELECT 1 FROM delegations AS md "
-        f"WHERE md.delegate_nip = {nip} AND md.revoked_at IS NULL AND md.ends_at > {at}))"
+        f"WHERE md.delegate_nip = {nip} AND md.revoked_at IS NULL AND md.ends_at > {at})))"
     )
 
 
