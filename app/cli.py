@@ -61,6 +61,7 @@ def serve(
     import uvicorn
 
     from app.logs import configure_logging
+    from app.metrics import prepare_multiprocess
 
     settings = _settings()
     if workers > 1 and settings.effective_database_url.startswith("sqlite"):
@@ -68,6 +69,7 @@ def serve(
         raise typer.Exit(2)
     _require_migrated(settings)
     configure_logging(settings.log_level, settings.log_format)
+    prepare_multiprocess(workers, settings.data_dir)
     uvicorn.run(
         "app.main:app",
         host=host,

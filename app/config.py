@@ -10,7 +10,14 @@ import logging
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, IPvAnyNetwork, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.nip import NipError, infer_employment
@@ -54,6 +61,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     telemetry: bool = False
+    # GET /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` when set.
+    metrics_token: SecretStr = SecretStr("")
     max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576)
 
     @field_validator("bootstrap_admin_nips", "cors_origins", "trusted_proxies", mode="before")

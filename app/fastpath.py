@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth import credentials
 from app.errors import AppError
+from app.metrics import ROUTE_TEMPLATE
 from app.ratelimit import RateLimited, RateLimits
 
 
@@ -31,6 +32,9 @@ class FastPath:
     """ASGI layer: answers the GET requests it `takes` itself when it can (`answer`), and
     passes everything else on."""
 
+    route: str
+    """The template of the route it answers for (the `route` label of `/metrics`)."""
+
     def __init__(self, app: ASGIApp, *, count: FastPathCount, limits: RateLimits) -> None:
         self.app = app
         self.count = count
@@ -38,12 +42,14 @@ class FastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
-            scope["type"] != "http"
-            or scope["method"] != "GET"
-            or not self.takes(scope)
-            or not await self.answer(scope, send)
+            scope["type"] == "http"
+            and scope["method"] == "GET"
+            and self.takes(scope)
+            and await self.answer(scope, send)
         ):
-            await self.app(scope, receive, send)
+            scope[ROUTE_TEMPLATE] = self.route
+            return
+        await self.app(scope, receive, send)
 
     def takes(self, scope: Scope) -> bool:
         """Whether the request is of the kind this layer answers (path and query)."""

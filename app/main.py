@@ -32,6 +32,8 @@ from app.fastpath import FastPathCount
 from app.files import private_dir
 from app.health.router import router as health_router
 from app.logs import configure_logging
+from app.metrics import Metrics
+from app.metrics import router as metrics_router
 from app.middleware import RequestContextMiddleware
 from app.migrate import require_head
 from app.org.router import router as org_router
@@ -194,13 +196,17 @@ def create_app(
             ],
             max_age=600,
         )
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.state.metrics = Metrics()
+    app.add_middleware(
+        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics
+    )
     if settings.trusted_proxies:  # outermost: every layer sees the forwarded client address
         proxies = [str(network) for network in settings.trusted_proxies]
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
     if settings.docs_enabled:
         install_docs(app)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(org_router)
     app.include_router(api_keys_router)
     app.include_router(permits_router)

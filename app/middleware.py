@@ -12,7 +12,10 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.auth.credentials import caller_kind
 from app.errors import problem_response
+from app.metrics import Metrics, route_template
+from app.ratelimit import CALLER
 from app.requestctx import new_request_id, set_request_id
 
 log = logging.getLogger("app.access")
@@ -36,9 +39,10 @@ NO_STORE = (b"cache-control", b"no-store")
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -158,14 +162,27 @@ class RequestContextMiddleware:
         await response({"type": "http"}, _no_receive, send)
         self._access(scope, status, started)
 
-    @staticmethod
-    def _access(scope: Scope, status: int, started: float) -> None:
+    def _access(self, scope: Scope, status: int, started: float) -> None:
+        """The request's line in the access log and its count in `/metrics`."""
+        seconds = time.perf_counter() - started
+        self.metrics.request(scope, status, seconds)
+        if not log.isEnabledFor(logging.INFO):
+            return
+        duration_ms = round(seconds * 1000, 1)
         log.info(
             "%s %s %d %.1fms",
             scope["method"],
             scope["path"],
             status,
-            (time.perf_counter() - started) * 1000,
+            duration_ms,
+            extra={  # fields of their own in LOG_FORMAT=json
+                "method": scope["method"],
+                "path": scope["path"],
+                "route": route_template(scope),
+                "status": status,
+                "duration_ms": duration_ms,
+                "principal": caller_kind(scope.get("state", {}).get(CALLER)),
+            },
         )
 
 

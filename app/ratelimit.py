@@ -41,6 +41,7 @@ CAPACITY = 16_384
 """Buckets a budget keeps at most (≈ 310 bytes each: ≈ 5 MB a budget, four budgets)."""
 
 _SPENT = "ratelimit"  # where a request's spending is kept in its ASGI scope's state
+CALLER = "caller"  # and the verified caller it was admitted as (for the access log)
 
 
 class Spent(NamedTuple):
@@ -140,6 +141,7 @@ class RateLimits:
         """A verified caller (`app.auth.credentials.caller_name`) spends their own budget;
         `RateLimited` when it is spent."""
         budget = self.checks if scope["path"] in CHECK_PATHS else self.callers
+        scope.setdefault("state", {})[CALLER] = caller
         _spend(scope, budget, caller, cost)
 
     def failed(self, scope: Scope) -> None:

@@ -17,22 +17,13 @@ from app.auth.models import ApiKey
 from app.db import Database
 from app.ids import new_id
 from app.org.models import Employee, Unit, Workspace
+from app.permits import policy
 from app.permits.models import Permit
 from app.permits.vocabulary import PLATFORMS, channel_key
 
 API_KEY_ID = "01benchbenchbenchbenchbenc"
 API_KEY_SECRET = "bench-secret-not-for-production"
-ATTESTATIONS = dict.fromkeys(
-    (
-        "no_uniform_misuse",
-        "no_confidential_information",
-        "no_disparagement",
-        "no_demeaning_content",
-        "no_sara_hoax_or_negative_content",
-        "political_neutrality",
-    ),
-    True,
-)
+ATTESTATIONS = dict.fromkeys(policy.ATTESTATIONS, True)
 PERMITS_PER_DAY = 10_000 / 120  # 10^4 permits: 60 days back, 60 days ahead
 FUTURE = timedelta(days=60)  # inside the default 90-day lead time
 WORKSPACES_PER_UNIT = 10

@@ -8,7 +8,7 @@ import hashlib
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -227,7 +227,7 @@ class Org:
 class ServerProcess:
     """A real `izin-siaran serve` (uvicorn) in a child process, on a free loopback port."""
 
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+    def __init__(self, env: dict[str, str], cwd: Path, args: Sequence[str] = ()) -> None:
         import os
         import socket
         import subprocess
@@ -242,7 +242,7 @@ class ServerProcess:
         self.log = cwd / f"server-{self.port}.log"
         self._log_handle = self.log.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port), *args],
             env=full_env,
             cwd=Path(__file__).resolve().parent.parent,
             stdout=self._log_handle,

@@ -168,3 +168,8 @@ def test_every_operation_says_which_credential_it_takes(document: dict[str, Any]
         assert operation.get("security") == expected, path
     for path in ("/healthz", "/readyz", "/.well-known/jwks.json"):
         assert "security" not in document["paths"][path]["get"], path
+
+
+def test_operators_endpoints_are_not_in_the_document(document: dict[str, Any]) -> None:
+    """`/metrics` is for Prometheus, not for API clients (docs/RULES.md#metrics)."""
+    assert "/metrics" not in document["paths"]

@@ -30,7 +30,7 @@ from app.logs import configure_logging
 from app.main import create_app
 from app.requestctx import new_request_id
 from tests.conftest import PG_ADMIN_DSN
-from tests.support import Org, assert_problem, make_code, serving
+from tests.support import ADMIN_NIP, Org, Tokens, assert_problem, make_code, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -403,10 +403,11 @@ async def test_what_start_up_made_is_kept_out_of_full_collections_while_serving(
 
 
 async def test_json_logs_are_one_object_a_line_with_the_request_id(
-    settings: Settings, capsys: pytest.CaptureFixture[str]
+    settings: Settings, tokens: Tokens, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """LOG_FORMAT=json (docs/RULES.md#logs): every line a JSON object with its level,
-    logger, time and request id."""
+    logger, time and request id; the access log's with route, status, duration and the
+    kind of caller."""
     application = create_app(
         settings.model_copy(update={"log_format": "json", "log_level": "INFO"})
     )
@@ -415,15 +416,34 @@ async def test_json_logs_are_one_object_a_line_with_the_request_id(
             transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
                 answer = await http.get("/healthz", headers={"X-Request-ID": "log-check-1"})
-        assert answer.status_code == 200
+                unit = await http.get(
+                    "/api/v1/units/NOPE",
+                    headers={**tokens.auth(ADMIN_NIP), "X-Request-ID": "log-check-2"},
+                )
+        assert (answer.status_code, unit.status_code) == (200, 404)
         lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         records = [json.loads(line) for line in lines]  # every line parses
         access = [r for r in records if r["logger"] == "app.access"]
         assert access
-        assert access[-1]["request_id"] == "log-check-1"
-        assert access[-1]["message"].startswith("GET /healthz 200")
-        assert {"time", "level", "logger", "request_id", "message"} <= set(access[-1])
-        assert access[-1]["time"].endswith("+00:00")
+        health, read = access[-2:]
+        assert health["request_id"] == "log-check-1"
+        assert health["message"].startswith("GET /healthz 200")
+        assert {"time", "level", "logger", "request_id", "message"} <= set(health)
+        assert health["time"].endswith("+00:00")
+        assert (health["route"], health["status"], health["principal"]) == (
+            "/healthz",
+            200,
+            "anonymous",
+        )
+        assert read["request_id"] == "log-check-2"
+        assert (read["method"], read["path"], read["route"]) == (
+            "GET",
+            "/api/v1/units/NOPE",
+            "/api/v1/units/{code}",
+        )
+        assert (read["status"], read["principal"]) == (404, "employee")
+        assert isinstance(read["duration_ms"], float)
+        assert read["duration_ms"] >= 0
     finally:
         configure_logging(settings.log_level)  # the text format for the tests that follow
 

@@ -126,6 +126,14 @@ def caller_name(*, nip: str | None = None, key_id: str | None = None) -> str:
     return nip if nip is not None else f"api-key:{key_id}"
 
 
+def caller_kind(name: str | None) -> str:
+    """What kind of caller a `caller_name` names: `employee`, `api_key`, or `anonymous`
+    (no verified caller)."""
+    if name is None:
+        return "anonymous"
+    return "api_key" if name.startswith("api-key:") else "employee"
+
+
 # --- judging: the presented credential against its stored row ------------------------
 
 

@@ -134,6 +134,8 @@ async def _credential(scope: Scope) -> Credential | None:
 class CheckFastPath(FastPath):
     """ASGI layer: answers well-formed checks itself, passes everything else on."""
 
+    route = CHECK_PATH
+
     def takes(self, scope: Scope) -> bool:
         return bool(scope["path"] == CHECK_PATH)
 
@@ -166,6 +168,7 @@ class CheckFastPath(FastPath):
         except AppError as exc:  # the database is unavailable: the route would say the same
             await app_error_response(exc, CHECK_PATH)(scope, no_receive, send)
             return True
-        await send_json(send, service.body(verdict, checked_at), [_NO_STORE])
+        body = service.body(verdict, checked_at, scope["app"].state.metrics)
+        await send_json(send, body, [_NO_STORE])
         self.count.answered += 1
         return True

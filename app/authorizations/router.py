@@ -92,4 +92,5 @@ async def check(
     )
     reading = await reader.read(pair, at, checked_at, caller=caller.nip if caller else None)
     verdict = await service.answer(reader, pair.form, reading, at, checked_at, caller)
-    return JSONResponse(service.body(verdict, checked_at), headers={"Cache-Control": "no-store"})
+    body = service.body(verdict, checked_at, request.app.state.metrics)
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})

@@ -15,6 +15,7 @@ from typing import Any
 
 from app.authorizations.reader import Candidate, CheckReader, Form, Reading
 from app.authorizations.rules import Verdict, disclose, evaluate, needs_approvers
+from app.metrics import Metrics
 from app.nip import NipError, infer_employment
 from app.timeutil import format_instant
 
@@ -82,8 +83,10 @@ def _permit_json(row: Candidate) -> dict[str, Any]:
     }
 
 
-def body(verdict: Verdict[Candidate], checked_at: datetime) -> dict[str, Any]:
-    """The response body (`router.CheckResult`), for the route and the fast path alike."""
+def body(verdict: Verdict[Candidate], checked_at: datetime, metrics: Metrics) -> dict[str, Any]:
+    """The response body (`router.CheckResult`), for the route and the fast path alike;
+    the answer is counted by its reason (`/metrics`)."""
+    metrics.check_answer(verdict.reason)
     return {
         "authorized": verdict.authorized,
         "reason": verdict.reason,

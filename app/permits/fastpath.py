@@ -49,6 +49,8 @@ def permit_id_of(path: str) -> str | None:
 class PermitFastPath(FastPath):
     """ASGI layer: answers plain permit reads itself, passes everything else on."""
 
+    route = "/api/v1/permits/{permit_id}"
+
     def takes(self, scope: Scope) -> bool:
         return not scope["query_string"] and str(scope["path"]).startswith(PREFIX)
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, not_, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, not_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +33,7 @@ from app.permits.facts import HasStatus
 from app.permits.models import Permit
 from app.permits.repository import get_permit, overlapping_approved
 from app.permits.visibility import visible_permit
+from app.permits.vocabulary import STATUSES
 from app.timeutil import format_instant, utcnow
 
 
@@ -156,6 +157,24 @@ def status_condition(status: str, now: datetime) -> ColumnElement[bool]:
         and_(Permit.status == t.source, w.condition(now)) for t, w in _BY_TIME if t.target == status
     ]
     return or_(stays, *arrives)
+
+
+def status_column(now: datetime) -> ColumnElement[str]:
+    """SQL for the effective status at `now` as a value (for counting by status), from
+    the same rows as `effective_status`."""
+    return case(
+        *((and_(Permit.status == t.source, w.condition(now)), t.target) for t, w in _BY_TIME),
+        else_=Permit.status,
+    )
+
+
+async def count_by_status(session: AsyncSession, now: datetime) -> dict[str, int]:
+    """How many permits have each status at `now` (every status, zero included)."""
+    status = status_column(now)
+    rows = await session.execute(select(status, func.count()).group_by(status))
+    counts = dict.fromkeys(STATUSES, 0)
+    counts.update({str(name): int(count) for name, count in rows})
+    return counts
 
 
 def overdue_condition(now: datetime) -> ColumnElement[bool]:
