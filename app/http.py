@@ -11,6 +11,9 @@ from typing import Annotated, Any, TypeVar, get_args
 from fastapi import Depends, Header
 from fastapi.responses import JSONResponse
 
+from app.errors import InvalidInput, field_error
+from app.schemas import Absent
+
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 
@@ -18,18 +21,34 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
+IF_MATCH = r'^(\*|(W/)?"*[0-9]{1,18}"*)$'
+"""What `if_match_version` reads (the document's pattern): `*`, or a version, quoted or
+not, weak or not."""
+
+
 def if_match_version(
     if_match: Annotated[
-        str | None,
-        Header(alias="If-Match", max_length=64, description="The permit's ETag (version)."),
+        str | Absent,
+        Header(
+            alias="If-Match",
+            max_length=64,
+            description="The permit's ETag (version), or `*`.",
+            json_schema_extra={"pattern": IF_MATCH},
+        ),
     ] = None,
 ) -> int | None:
-    """The version an If-Match names; `*` or absent: no condition. Unparsable: matches
-    nothing (so the change is refused as stale, never applied unconditionally)."""
-    if if_match is None or if_match.strip() == "*":
+    """The version an If-Match names; `*` or absent: no condition. Anything else is a 422
+    `invalid_if_match`: the change is never applied unconditionally."""
+    if if_match is None or if_match == "*":  # HTTP has trimmed the value's whitespace
         return None
-    text = if_match.strip().removeprefix("W/").strip('"')
-    return int(text) if text.isdigit() else -1
+    text = if_match.removeprefix("W/").strip('"')
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise InvalidInput(
+            'If-Match must be `*` or an ETag this service sent, such as "3".',
+            code="invalid_if_match",
+            errors=[field_error(["header", "If-Match"], "not a version", "invalid_if_match")],
+        )
+    return int(text)
 
 
 IfMatchVersion = Annotated[int | None, Depends(if_match_version)]
@@ -49,7 +68,8 @@ def resource_response(path: str, body: dict[str, Any], status_code: int = 200) -
 def declare(endpoint: Endpoint, *, path_key: str | None = None, **annotations: Any) -> Endpoint:
     """`endpoint` with the parameters named in `annotations` declared as those types, and its
     `**key` parameter as the path parameter `path_key`, for FastAPI's validation and the
-    OpenAPI document. A parameter declared `X | None` defaults to None; any other is required.
+    OpenAPI document. A parameter declared `X | None` (or `X | Absent`: optional, but not
+    nullable) defaults to None; any other is required.
 
     For routes made from a table, where one function serves several bodies, queries and
     paths: the permit decisions, and the organisation's records.
@@ -59,7 +79,7 @@ def declare(endpoint: Endpoint, *, path_key: str | None = None, **annotations: A
     for p in signature.parameters.values():
         if p.name in annotations:
             annotation = annotations[p.name]
-            optional = type(None) in get_args(annotation)
+            optional = any(arg is type(None) or arg == Absent for arg in get_args(annotation))
             p = p.replace(
                 annotation=annotation, default=None if optional else inspect.Parameter.empty
             )
@@ -68,3 +88,48 @@ def declare(endpoint: Endpoint, *, path_key: str | None = None, **annotations: A
         parameters.append(p)
     setattr(endpoint, "__signature__", signature.replace(parameters=parameters))  # noqa: B010
     return endpoint
+
+
+# --- the headers above, in the OpenAPI document ------------------------------------------
+
+_HEADERS: dict[str, dict[str, Any]] = {
+    "Location": {
+        "description": "Where the created resource is read (docs/RULES.md#created).",
+        "schema": {"type": "string", "format": "uri-reference"},
+    },
+    "ETag": {
+        "description": "The permit's version, for `If-Match` (docs/RULES.md#if-match).",
+        "schema": {"type": "string", "pattern": r'^"[0-9]+"$'},
+    },
+    "Retry-After": {
+        "description": "Seconds until the budget admits a request (docs/RULES.md#rate-limits).",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "Cache-Control": {
+        "description": "`no-store`: an answer of the check is never reused.",
+        "schema": {"type": "string", "enum": ["no-store"]},
+    },
+}
+_VERSIONED = "#/components/schemas/PermitOut"
+
+
+def declare_headers(document: dict[str, Any]) -> dict[str, Any]:
+    """Declare the response headers the conventions put on responses: `Location` on every
+    201, `ETag` on every permit answered, `Retry-After` on every 429, and the check's
+    `Cache-Control`."""
+    for path, item in document.get("paths", {}).items():
+        for operation in item.values():
+            for status, response in operation.get("responses", {}).items():
+                names = []
+                if status == "201":
+                    names.append("Location")
+                schema = response.get("content", {}).get("application/json", {}).get("schema")
+                if status in {"200", "201"} and schema == {"$ref": _VERSIONED}:
+                    names.append("ETag")
+                if status == "429":
+                    names.append("Retry-After")
+                if status == "200" and path.endswith("/authorizations/check"):
+                    names.append("Cache-Control")
+                if names:
+                    response.setdefault("headers", {}).update({n: _HEADERS[n] for n in names})
+    return document

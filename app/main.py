@@ -31,6 +31,7 @@ from app.errors import file_problems_under_problem_json, install_error_handlers
 from app.fastpath import FastPathCount
 from app.files import private_dir
 from app.health.router import router as health_router
+from app.http import declare_headers
 from app.logs import configure_logging
 from app.metrics import Metrics
 from app.metrics import router as metrics_router
@@ -129,7 +130,7 @@ def _serve_problems_as_problem_json(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = file_problems_under_problem_json(generate())
+            app.openapi_schema = declare_headers(file_problems_under_problem_json(generate()))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -27,7 +27,13 @@ _INT64 = 2**63
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")]
 Cursor = Annotated[
     str | None,
-    Query(max_length=512, description="`next_cursor` of the previous page."),
+    Query(
+        max_length=512,
+        # Declared; `decode_cursor` refuses anything else, and any cursor not of this service's
+        # making, as `invalid_cursor`.
+        json_schema_extra={"pattern": r"^[A-Za-z0-9_-]+$"},
+        description="`next_cursor` of the previous page (opaque: only the service's own).",
+    ),
 ]
 
 

@@ -10,7 +10,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, PlainSerializer
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, PlainSerializer, WithJsonSchema
 
 # RFC 3339 date-time; the offset is checked by AwareDatetime so that a missing one
 # gets its own message ("naive"). Numbers (Unix times) are not RFC 3339 and are refused.
@@ -60,5 +60,10 @@ InstantIn = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValida
 """An RFC 3339 date-time with an offset, in range (naive times and numbers are refused).
 Every timestamp that enters the service, in a body, a query or a filter, is read by it."""
 
-Instant = Annotated[InstantIn, PlainSerializer(format_instant, return_type=str, when_used="json")]
-"""`InstantIn` on input; RFC 3339 UTC with microseconds on output."""
+DATE_TIME = WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization")
+Instant = Annotated[
+    InstantIn, PlainSerializer(format_instant, return_type=str, when_used="json"), DATE_TIME
+]
+"""`InstantIn` on input; RFC 3339 UTC with microseconds on output (`format: date-time`)."""
+InstantText = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+"""An instant already written by `format_instant` (the check's body, built by hand)."""

@@ -13,10 +13,31 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema_rs
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
 
+from app.apikeys.schemas import ApiKeyCreate
 from app.config import Settings
+from app.demo import EMPLOYEES
+from app.errors import AppError
+from app.http import IF_MATCH, if_match_version
 from app.main import create_app
+from app.nip import infer_employment
+from app.org.schemas import (
+    DelegationCreate,
+    EmployeeCreate,
+    EmployeeUpdate,
+    UnitCreate,
+    UnitUpdate,
+    WorkspaceCreate,
+    WorkspaceUpdate,
+)
+from app.permits.idempotency import KEY_PATTERN, check_key
+from app.permits.schemas import ApproveBody, CancelBody, DenyBody, PermitCreate, RevokeBody
+from app.schemas import NIP_PATTERN, Trimmed
 
 PROBLEM_JSON = "application/problem+json"
 METHODS = {"get", "post", "put", "patch", "delete", "head", "options"}
@@ -30,6 +51,25 @@ CREATES = {
 }
 
 Operation = tuple[str, str, dict[str, Any]]
+MODELS: dict[str, type[BaseModel]] = {
+    model.__name__: model
+    for model in (
+        UnitCreate,
+        UnitUpdate,
+        WorkspaceCreate,
+        WorkspaceUpdate,
+        EmployeeCreate,
+        EmployeeUpdate,
+        DelegationCreate,
+        ApiKeyCreate,
+        PermitCreate,
+        ApproveBody,
+        DenyBody,
+        CancelBody,
+        RevokeBody,
+    )
+}
+VALID_NIPS = [nip for nip, *_ in EMPLOYEES]
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +213,145 @@ def test_every_operation_says_which_credential_it_takes(document: dict[str, Any]
 def test_operators_endpoints_are_not_in_the_document(document: dict[str, Any]) -> None:
     """`/metrics` is for Prometheus, not for API clients (docs/RULES.md#metrics)."""
     assert "/metrics" not in document["paths"]
+
+
+# --- the document's constraints are the service's own (docs/RULES.md#text) ---------------
+
+
+def _request_bodies(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method, path, operation["requestBody"]["content"]["application/json"]["schema"])
+        for method, path, operation in operations(document)
+        if "requestBody" in operation
+    ]
+
+
+def _validator(document: dict[str, Any], schema: dict[str, Any]) -> Any:
+    """`schema` as a JSON Schema validator (the Rust one schemathesis uses) reads it."""
+    return jsonschema_rs.validator_for({**schema, "components": document["components"]})
+
+
+def test_every_request_body_has_an_example_the_service_accepts(
+    document: dict[str, Any],
+) -> None:
+    """Each example is valid by the document and by the body's own model."""
+    bodies = _request_bodies(document)
+    assert len(bodies) >= 13
+    for method, path, schema in bodies:
+        declared = resolve(document, schema)
+        examples = declared.get("examples")
+        assert examples, (method, path)
+        model = MODELS[declared["title"]]
+        for example in examples:
+            _validator(document, schema).validate(example)
+            model.model_validate(example)
+
+
+def test_every_timestamp_is_a_date_time(document: dict[str, Any]) -> None:
+    found = []
+
+    def walk(where: str, schema: Any) -> None:
+        if isinstance(schema, dict):
+            if schema.get("type") == "string" and re.search(r"(_at|\.at)$", where):
+                found.append((where, schema.get("format")))
+            for key, value in schema.items():
+                walk(where if key in {"properties", "anyOf", "items"} else f"{where}.{key}", value)
+        elif isinstance(schema, list):
+            for value in schema:
+                walk(where, value)
+
+    for name, schema in document["components"]["schemas"].items():
+        walk(name, schema)
+    assert len(found) >= 28
+    assert [where for where, format_ in found if format_ != "date-time"] == []
+
+
+def test_a_patch_field_is_nullable_exactly_when_null_clears_it(document: dict[str, Any]) -> None:
+    """`null` is declared where it clears a field, and nowhere else (the service's 422
+    `not_nullable` list is read from the same types: `PatchModel.not_nullable`)."""
+    for model in (UnitUpdate, WorkspaceUpdate, EmployeeUpdate):
+        properties = document["components"]["schemas"][model.__name__]["properties"]
+        nullable = {
+            name
+            for name, schema in properties.items()
+            if {"type": "null"} in schema.get("anyOf", [])
+        }
+        assert nullable == set(properties) - set(model.not_nullable()), model
+        assert all("default" not in schema for schema in properties.values())
+    assert set(UnitUpdate.not_nullable()) == {"name", "active"}
+    assert set(EmployeeUpdate.not_nullable()) == {"name", "employment", "roles", "active"}
+
+
+def _agrees(pattern: str, service_accepts: Any, value: str) -> None:
+    declared = jsonschema_rs.validator_for({"type": "string", "pattern": pattern})
+    assert declared.is_valid(value) == service_accepts(value), repr(value)
+
+
+def _accepts(check: Any) -> Any:
+    def accepts(value: str) -> bool:
+        try:
+            check(value)
+        except (ValueError, AppError):  # a pydantic check's error, or the service's 422
+            return False
+        return True
+
+    return accepts
+
+
+# Characters where whitespace and NUL rules could disagree: every whitespace of either
+# reading (Python's `str.isspace`, ECMA-262's `\s`), NUL, and plain letters.
+_EDGES = st.sampled_from(
+    [
+        *(" ", "\t", "\n", "\r", "\v", "\f", "\x1c", "\x1f", "\x85", "\xa0", "\u1680", "\u2000"),
+        *("\u2028", "\u202f", "\u3000", "\ufeff", "\x00", "a", "Z", "é", "1"),
+    ]
+)
+_TEXT = st.text(_EDGES, max_size=6) | st.text(max_size=6)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_TEXT)
+def test_free_text_patterns_say_what_the_service_checks(value: str) -> None:
+    """Every free-text field (names, reasons, titles, channels): the declared pattern and
+    the service agree on every string, blank and padded ones included."""
+    for trimmed in (Trimmed(200), Trimmed(200, empty=True)):
+        _agrees(trimmed.pattern, _accepts(trimmed.check), value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from(" !~\t\x7fa0é\x00\n"), min_size=0, max_size=5))
+def test_the_idempotency_key_pattern_says_what_the_service_checks(value: str) -> None:
+    _agrees(KEY_PATTERN, _accepts(check_key), value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from('0123456789²"W/* x٣'), max_size=6))
+def test_the_if_match_pattern_says_what_names_a_version(value: str) -> None:
+    _agrees(IF_MATCH, _accepts(if_match_version), value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.from_regex(r"\A[0-9]{18}\Z") | st.sampled_from(VALID_NIPS))
+def test_every_nip_the_service_accepts_matches_the_declared_pattern(value: str) -> None:
+    """The pattern says as much of the NIP rule as a pattern can: whatever the service
+    accepts matches it (what it refuses beyond it is listed in docs/RULES.md#openapi)."""
+    declared = jsonschema_rs.validator_for({"type": "string", "pattern": NIP_PATTERN})
+    accepted = _accepts(infer_employment)(value)
+    if accepted:
+        assert declared.is_valid(value), value
+
+
+def test_the_nip_pattern_refuses_each_part_it_can_judge() -> None:
+    declared = jsonschema_rs.validator_for({"type": "string", "pattern": NIP_PATTERN})
+    assert all(declared.is_valid(nip) for nip in VALID_NIPS)
+    for wrong in (
+        "189904042014021003",  # born before 1900
+        "198913042014021003",  # month 13
+        "198904322014021003",  # day 32
+        "198904041814021003",  # appointed in 1814
+        "198904042014001003",  # appointment month or contract 00
+        "198904042014023003",  # sex 3
+        "198904042014021000",  # sequence 000
+        "19890404201402100",  # 17 digits
+    ):
+        assert not declared.is_valid(wrong), wrong

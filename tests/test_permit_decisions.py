@@ -282,11 +282,18 @@ async def test_deny_and_revoke_need_a_reason(
     path = f"/api/v1/permits/{permit['id']}/{action}"
     head = org.as_(office.head["nip"])
     assert_problem(await client.post(path, headers=head), 422)
-    for body in ({}, {"reason": ""}, {"reason": "   "}, {"reason": None}, {"note": "x"}):
+    for body in (
+        {},
+        {"reason": ""},
+        {"reason": "   "},
+        {"reason": None},
+        {"note": "x"},
+        {"reason": "  Tidak sesuai  "},  # text is taken as sent: padding is refused
+    ):
         assert_problem(await client.post(path, json=body, headers=head), 422, "validation_error")
     read = await _read(client, org, permit["id"], office.head["nip"])
     assert read.json()["version"] == (1 if action == "deny" else 2)
-    body = await _ok(await client.post(path, json={"reason": "  Tidak sesuai  "}, headers=head))
+    body = await _ok(await client.post(path, json={"reason": "Tidak sesuai"}, headers=head))
     reason = body["decision_note"] if action == "deny" else body["close_reason"]
     assert reason == "Tidak sesuai"
 
@@ -440,7 +447,7 @@ async def test_if_match(client: httpx.AsyncClient, org: Org) -> None:
     permit = await office.submit()
     read = await _read(client, org, permit["id"], office.head["nip"])
     assert read.headers["ETag"] == '"1"'
-    for stale in ('"0"', '"2"', "garbage"):
+    for stale in ('"0"', '"2"', 'W/"2"', "7"):
         problem = assert_problem(
             await office.act(
                 permit["id"], "approve", office.head["nip"], None, **{"If-Match": stale}
@@ -449,6 +456,15 @@ async def test_if_match(client: httpx.AsyncClient, org: Org) -> None:
             "version_mismatch",
         )
         assert problem["current_version"] == 1
+    for garbled in ("garbage", '""', "null", "1" * 19):
+        problem = assert_problem(
+            await office.act(
+                permit["id"], "approve", office.head["nip"], None, **{"If-Match": garbled}
+            ),
+            422,
+            "invalid_if_match",
+        )
+        assert [e["loc"] for e in problem["errors"]] == [["header", "If-Match"]]
     unchanged = await _read(client, org, permit["id"], office.head["nip"])
     assert (unchanged.json()["status"], unchanged.json()["version"]) == ("pending", 1)
     fresh = await office.act(

@@ -1,12 +1,11 @@
 """Schemathesis against a real server, as every kind of caller (issue: prove it holds).
 
 Every operation, all phases (examples, coverage, fuzzing, and stateful through the
-OpenAPI links), every check but two that contradict the contract on purpose:
-
-* `positive_data_acceptance` expects every schema-valid body to succeed, but the
-  SE's rules (unknown workspace, window limits, …) are 422s by contract;
-* `use_after_free` expects a DELETEd resource to vanish, but nothing is ever
-  deleted here: DELETE revokes, and the record stays readable.
+OpenAPI links), every check but one that contradicts the contract on purpose (`use_after_free`:
+nothing is ever deleted here, DELETE revokes and the record stays readable).
+`positive_data_acceptance` runs too: a schema-valid request may be refused only by a
+rule no schema can state (an unknown reference, the SE's policy, a NIP's dates, …), and
+only with one of the codes listed in DELIBERATE (docs/RULES.md#openapi).
 
 SCHEMATHESIS_MAX_EXAMPLES (default 10) bounds the CI run; the longer run in
 docs/RELIABILITY.md raises it.
@@ -15,9 +14,11 @@ docs/RELIABILITY.md raises it.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from xml.etree import ElementTree
 
 import anyio
 import httpx
@@ -70,16 +71,77 @@ def demo_server(
         server.stop()
 
 
-# Checks left out, each on purpose: `positive_data_acceptance` (schema-valid requests that
-# break a rule no schema can state: unknown references, policy refusals) and
-# `use_after_free` (nothing is deleted). For the API key also `missing_required_header`:
-# at an operation for employees only (security: bearer), a valid API key is a credential
-# without the right, so 403 `insufficient_scope` (RFC 6750 §3.1), where the check expects
-# the 401 of a request with no credential at all; the bearer runs keep the check.
+# Checks left out, each on purpose: `use_after_free` (nothing is deleted: DELETE revokes,
+# and the record stays readable). For the API key also `missing_required_header`: at an
+# operation for employees only (security: bearer), a valid API key is a credential without
+# the right, so 403 `insufficient_scope` (RFC 6750 §3.1), where the check expects the 401 of
+# a request with no credential at all; the bearer runs keep the check.
 EXCLUDED = {
-    "*": ["positive_data_acceptance", "use_after_free"],
-    "api_key": ["positive_data_acceptance", "use_after_free", "missing_required_header"],
+    "*": ["use_after_free"],
+    "api_key": ["use_after_free", "missing_required_header"],
 }
+
+# `positive_data_acceptance` runs: a schema-valid request may be refused only by a rule no
+# schema can state, and only with one of these codes (docs/RULES.md#openapi lists them).
+DELIBERATE = {
+    # opaque or relational input
+    "invalid_cursor",  # a cursor is opaque: only one this service issued is valid
+    "invalid_check_query",  # exactly one of the check's two pairs of parameters
+    "invalid_nip",  # a NIP's dates: real, not in the future, appointed after birth
+    "invalid_window",  # ends after starts; the policy's limits, judged against now
+    # references to records, which must exist and be active
+    "unknown_unit",
+    "unknown_workspace",
+    "unknown_employee",
+    "unit_inactive",
+    "workspace_inactive",
+    "employee_inactive",
+    # relations between records
+    "unit_cycle",
+    "self_delegation",
+    "self_appointment",
+    "delegate_is_head",
+    "employee_is_head",
+    # the SE's policy, cited by clause
+    "attestation_required",
+    "personal_stream_forbidden",
+    "no_approver",
+    # the resource's state
+    "idempotency_key_reused",
+    "version_mismatch",
+}
+SCHEMA_VALID_REFUSED = "ST202"
+_CASE = re.compile(r"\n\d+\. Test Case ID")
+_CHECK = re.compile(r"^- (.+)$", re.MULTILINE)
+_CODE = re.compile(r'"code":"([a-z_]+)","instance"')
+
+
+def undeliberate_failures(report_dir: Path) -> list[str]:
+    """Every failure of the JUnit report but the refusals of schema-valid requests by a
+    DELIBERATE rule."""
+    reports = list(report_dir.glob("*.xml"))
+    if not reports:
+        return ["no report: schemathesis did not run"]
+    unexpected = []
+    for report in reports:
+        for case in ElementTree.parse(report).iter("testcase"):  # noqa: S314 (our own file)
+            for failure in case:
+                if failure.tag == "error":
+                    unexpected.append(f"{case.get('name')}: error {failure.text}")
+                if failure.tag != "failure":
+                    continue
+                for chunk in _CASE.split(failure.text or "")[1:] or [failure.text or ""]:
+                    checks = _CHECK.findall(chunk)
+                    code = _CODE.search(chunk)
+                    deliberate = (
+                        checks
+                        and all(c.startswith(SCHEMA_VALID_REFUSED) for c in checks)
+                        and code is not None
+                        and code.group(1) in DELIBERATE
+                    )
+                    if not deliberate:
+                        unexpected.append(f"{case.get('name')}: {chunk[:1500]}")
+    return unexpected
 
 
 @pytest.mark.parametrize("role", [*ROLES, "api_key"])
@@ -99,7 +161,7 @@ async def test_schemathesis_finds_nothing(
             "--checks",
             "all",
             "--exclude-checks",
-            ",".join(EXCLUDED[role] if role in EXCLUDED else EXCLUDED["*"]),
+            ",".join(EXCLUDED.get(role, EXCLUDED["*"])),
             "--max-examples",
             MAX_EXAMPLES,
             "--workers",
@@ -115,4 +177,4 @@ async def test_schemathesis_finds_nothing(
     )
     summary = result.stdout.decode()[-20000:]
     print(f"schemathesis as {role}:\n{summary}")
-    assert result.returncode == 0, summary + result.stderr.decode()[-2000:]
+    assert undeliberate_failures(tmp_path) == [], summary + result.stderr.decode()[-2000:]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -11,6 +11,11 @@ Scope = Literal["check"]
 
 
 class ApiKeyCreate(InputModel):
+    example: ClassVar[dict[str, Any] | None] = {
+        "name": "Gerbang siaran Diskominfotik",
+        "scopes": ["check"],
+    }
+
     name: Name
     scopes: list[Scope] = Field(
         default=["check"], max_length=1, description="`check`, or none: a key that grants nothing."

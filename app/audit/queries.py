@@ -12,6 +12,7 @@ from app.audit.models import AuditEvent
 from app.audit.schemas import AuditEventOut
 from app.db import Database
 from app.records import matching
+from app.schemas import NO_NUL
 from app.timeutil import InstantIn
 
 BATCH = 1000
@@ -24,10 +25,10 @@ class EventFilters(BaseModel):
 
     since: InstantIn | None = Field(None, description="Events at or after.")
     until: InstantIn | None = Field(None, description="Events before.")
-    actor: str | None = Field(None, max_length=64)
-    action: str | None = Field(None, max_length=64)
-    subject: str | None = Field(None, max_length=128)
-    unit_code: str | None = Field(None, max_length=32)
+    actor: str | None = Field(None, max_length=64, pattern=NO_NUL)
+    action: str | None = Field(None, max_length=64, pattern=NO_NUL)
+    subject: str | None = Field(None, max_length=128, pattern=NO_NUL)
+    unit_code: str | None = Field(None, max_length=32, pattern=NO_NUL)
 
 
 _EXACT = ("actor", "action", "subject", "unit_code")

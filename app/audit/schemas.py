@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from app.audit.models import AuditEvent
-from app.timeutil import format_instant
+from app.timeutil import InstantText, format_instant
 
 
 class ServedEvent(BaseModel):
@@ -18,7 +18,7 @@ class ServedEvent(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     seq: int
-    at: str
+    at: InstantText
     actor: str
     action: str
     subject: str

@@ -15,7 +15,8 @@ from app.authorizations.rules import Reason
 from app.authorizations.service import Caller
 from app.errors import API_PROBLEMS, Forbidden, InvalidInput, field_error
 from app.permits.vocabulary import Platform
-from app.timeutil import InstantIn, utcnow
+from app.schemas import NIP_PATTERN, NO_NUL
+from app.timeutil import InstantIn, InstantText, utcnow
 
 router = APIRouter(prefix="/api/v1/authorizations", tags=["authorizations"])
 
@@ -24,16 +25,16 @@ class CheckedPermit(BaseModel):
     id: str
     requester_nip: str
     workspace_code: str
-    platform: str
+    platform: Platform
     channel: str
-    starts_at: str
-    ends_at: str
+    starts_at: InstantText
+    ends_at: InstantText
 
 
 class CheckResult(BaseModel):
     authorized: bool
     reason: Reason
-    checked_at: str
+    checked_at: InstantText
     permit: CheckedPermit | None
 
 
@@ -45,10 +46,20 @@ class CheckResult(BaseModel):
 async def check(
     request: Request,
     principal: EmployeeOrServiceClient,
-    nip: Annotated[str | None, Query(max_length=32)] = None,
-    workspace_code: Annotated[str | None, Query(max_length=32)] = None,
+    # Declared patterns and lengths are the route's own checks below (`invalid_nip`,
+    # `invalid_check_query`), stated for clients; the NUL rule is the outer layer's.
+    nip: Annotated[
+        str | None, Query(max_length=32, json_schema_extra={"pattern": NIP_PATTERN})
+    ] = None,
+    workspace_code: Annotated[
+        str | None,
+        Query(max_length=32, json_schema_extra={"minLength": 1, "pattern": NO_NUL}),
+    ] = None,
     platform: Annotated[Platform | None, Query()] = None,
-    channel: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    channel: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, json_schema_extra={"pattern": NO_NUL}),
+    ] = None,
     at: Annotated[InstantIn | None, Query(description="Default: now.")] = None,
 ) -> JSONResponse:
     """Is this stream authorised at `at`? Give `nip` + `workspace_code`, or `platform` + `channel`.

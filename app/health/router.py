@@ -27,13 +27,13 @@ class Readiness(BaseModel):
     schema_revision: str
 
 
-@router.get("/healthz")
+@router.get("/healthz", responses=problem_responses(414, 429, 500))
 async def healthz() -> Health:
     """The process is up. Says nothing about the database."""
     return Health(status="ok")
 
 
-@router.get("/readyz", responses=problem_responses(503))
+@router.get("/readyz", responses=problem_responses(414, 429, 500, 503))
 async def readyz(request: Request) -> Any:
     """Ready to serve: the database answers and its schema is at this version's head."""
     db = request.app.state.db
@@ -51,7 +51,7 @@ async def readyz(request: Request) -> Any:
     return Readiness(status="ready", database=db.dialect, schema_revision=revision)
 
 
-@router.get("/.well-known/jwks.json", responses=problem_responses(404))
+@router.get("/.well-known/jwks.json", responses=problem_responses(404, 414, 429, 500))
 async def jwks(request: Request) -> JSONResponse:
     """The local-mode signing key (public part). Not served when an identity provider is set."""
     signer = request.app.state.local_signer

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, computed_field
 
-from app.schemas import Code, InputModel, Name, NipStr, OutputModel, Text
+from app.schemas import (
+    Absent,
+    Code,
+    FilterText,
+    InputModel,
+    Name,
+    NipStr,
+    OutputModel,
+    PatchModel,
+    Text,
+)
 from app.timeutil import Instant, utcnow
 
 WorkspaceKind = Literal["administrative", "service", "meeting", "studio", "other"]
@@ -24,18 +34,18 @@ class _Filters(BaseModel):
 
 
 class UnitFilters(_Filters):
-    parent_code: str | None = Field(None, max_length=32)
+    parent_code: FilterText | None = None
     active: bool | None = None
 
 
 class WorkspaceFilters(_Filters):
-    unit_code: str | None = Field(None, max_length=32)
+    unit_code: FilterText | None = None
     kind: WorkspaceKind | None = None
     active: bool | None = None
 
 
 class EmployeeFilters(_Filters):
-    unit_code: str | None = Field(None, max_length=32)
+    unit_code: FilterText | None = None
     active: bool | None = None
 
 
@@ -43,6 +53,13 @@ class EmployeeFilters(_Filters):
 
 
 class UnitCreate(InputModel):
+    example: ClassVar[dict[str, Any] | None] = {
+        "code": "DISKOMINFOTIK",
+        "name": "Dinas Komunikasi, Informatika dan Statistik",
+        "parent_code": "SETDA",
+        "head_nip": "197808172003121001",
+    }
+
     code: Code
     name: Name
     parent_code: Code | None = None
@@ -50,13 +67,15 @@ class UnitCreate(InputModel):
     active: StrictBool = True
 
 
-class UnitUpdate(InputModel):
+class UnitUpdate(PatchModel):
     """Only the fields present change; `null` clears `parent_code` or `head_nip`."""
 
-    name: Name | None = None
+    example: ClassVar[dict[str, Any] | None] = {"head_nip": "198311252008011003"}
+
+    name: Name | Absent = None
     parent_code: Code | None = None
     head_nip: NipStr | None = None
-    active: StrictBool | None = None
+    active: StrictBool | Absent = None
 
 
 class UnitOut(OutputModel):
@@ -70,6 +89,13 @@ class UnitOut(OutputModel):
 
 
 class WorkspaceCreate(InputModel):
+    example: ClassVar[dict[str, Any] | None] = {
+        "code": "DKI-STUDIO",
+        "name": "Studio Siaran Diskominfotik, Tarempa",
+        "unit_code": "DISKOMINFOTIK",
+        "kind": "studio",
+    }
+
     code: Code
     name: Name
     unit_code: Code
@@ -77,11 +103,15 @@ class WorkspaceCreate(InputModel):
     active: StrictBool = True
 
 
-class WorkspaceUpdate(InputModel):
-    name: Name | None = None
-    unit_code: Code | None = None
-    kind: WorkspaceKind | None = None
-    active: StrictBool | None = None
+class WorkspaceUpdate(PatchModel):
+    """Only the fields present change."""
+
+    example: ClassVar[dict[str, Any] | None] = {"name": "Ruang Rapat Bupati", "kind": "meeting"}
+
+    name: Name | Absent = None
+    unit_code: Code | Absent = None
+    kind: WorkspaceKind | Absent = None
+    active: StrictBool | Absent = None
 
 
 class WorkspaceOut(OutputModel):
@@ -95,6 +125,14 @@ class WorkspaceOut(OutputModel):
 
 
 class EmployeeCreate(InputModel):
+    example: ClassVar[dict[str, Any] | None] = {
+        "nip": "199204032019032005",
+        "name": "Nurul Aini, S.I.Kom",
+        "employment": "pns",
+        "unit_code": "DISKOMINFOTIK",
+        "position": "Pranata Humas",
+    }
+
     nip: NipStr
     name: Name
     employment: EmploymentKind = "pns"
@@ -104,13 +142,20 @@ class EmployeeCreate(InputModel):
     active: StrictBool = True
 
 
-class EmployeeUpdate(InputModel):
-    name: Name | None = None
-    employment: EmploymentKind | None = None
+class EmployeeUpdate(PatchModel):
+    """Only the fields present change; `null` clears `unit_code` or `position`."""
+
+    example: ClassVar[dict[str, Any] | None] = {
+        "unit_code": "KEC-SIANTAN",
+        "position": "Staf Pelayanan",
+    }
+
+    name: Name | Absent = None
+    employment: EmploymentKind | Absent = None
     unit_code: Code | None = None
     position: Name | None = None
-    roles: list[Role] | None = Field(default=None, max_length=2)
-    active: StrictBool | None = None
+    roles: Annotated[list[Role], Field(max_length=2)] | Absent = None
+    active: StrictBool | Absent = None
 
 
 class EmployeeOut(OutputModel):
@@ -126,6 +171,14 @@ class EmployeeOut(OutputModel):
 
 
 class DelegationCreate(InputModel):
+    example: ClassVar[dict[str, Any] | None] = {
+        "delegate_nip": "198311252008011003",
+        "kind": "plh",
+        "starts_at": "2027-01-11T08:00:00+07:00",
+        "ends_at": "2027-01-15T17:00:00+07:00",
+        "reason": "Kepala Dinas mengikuti rapat koordinasi di Tanjungpinang",
+    }
+
     delegate_nip: NipStr
     kind: DelegationKind
     starts_at: Instant

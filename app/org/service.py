@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
 from sqlalchemy import Select, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +30,7 @@ from app.org.schemas import (
     WorkspaceUpdate,
 )
 from app.records import get_or_404, matching
+from app.schemas import PatchModel
 from app.timeutil import utcnow
 
 OrgRecord = Unit | Workspace | Employee
@@ -121,10 +121,10 @@ def _changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return {k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]}
 
 
-def _patch(body: BaseModel, *not_nullable: str) -> dict[str, Any]:
+def _patch(body: PatchModel) -> dict[str, Any]:
     """The fields a PATCH sets; `null` for one that cannot be empty is a 422."""
     fields = body.model_dump(exclude_unset=True)
-    for name in not_nullable:
+    for name in body.not_nullable():
         if name in fields and fields[name] is None:
             raise InvalidInput(
                 f"{name} cannot be null.",
@@ -272,7 +272,7 @@ async def create_unit(session: AsyncSession, actor: str, body: UnitCreate) -> Un
 
 async def update_unit(session: AsyncSession, actor: str, code: str, body: UnitUpdate) -> Unit:
     unit = await get_unit(session, code, for_update=True)
-    fields = _patch(body, "name", "active")
+    fields = _patch(body)
     if fields.get("parent_code") is not None and fields["parent_code"] != unit.parent_code:
         await _check_parent(session, unit.code, fields["parent_code"])
     elif fields.get("active") is True and not unit.active and unit.parent_code is not None:
@@ -314,7 +314,7 @@ async def update_workspace(
     session: AsyncSession, actor: str, code: str, body: WorkspaceUpdate
 ) -> Workspace:
     workspace = await get_workspace(session, code, for_update=True)
-    fields = _patch(body, "name", "unit_code", "kind", "active")
+    fields = _patch(body)
     if "unit_code" in fields and fields["unit_code"] != workspace.unit_code:
         await require_unit(session, fields["unit_code"], ["body", "unit_code"])
     elif fields.get("active") is True and not workspace.active:
@@ -355,7 +355,7 @@ async def create_employee(session: AsyncSession, actor: str, body: EmployeeCreat
 async def update_employee(
     session: AsyncSession, actor: str, nip: str, body: EmployeeUpdate
 ) -> Employee:
-    fields = _patch(body, "name", "employment", "roles", "active")
+    fields = _patch(body)
     if fields.get("active") is False or ("roles" in fields and "admin" not in fields["roles"]):
         # Before the employee's own row is locked: the admins' rows are locked first.
         await _refuse_losing_last_admin(session, nip)

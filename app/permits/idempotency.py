@@ -13,6 +13,7 @@ the duplicate simply runs after the first and replays it).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,6 +30,7 @@ from app.auth.dependencies import CurrentEmployee, WriteSession
 from app.errors import Conflict, InvalidInput, field_error
 from app.http import resource_response
 from app.permits.models import IdempotencyRecord
+from app.schemas import Absent
 from app.timeutil import utcnow
 
 KEEP_FOR = timedelta(hours=24)
@@ -40,10 +42,16 @@ def request_fingerprint(method: str, path: str, body: Any) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
+KEY_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
+"""Visible ASCII characters, and spaces between them (the document's pattern too)."""
+_KEY = re.compile(KEY_PATTERN)
+
+
 def check_key(key: str) -> str:
-    if not (0 < len(key) <= MAX_KEY_LENGTH) or not key.isprintable():
+    if len(key) > MAX_KEY_LENGTH or _KEY.fullmatch(key) is None:
         raise InvalidInput(
-            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters.",
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters "
+            "(spaces only between them).",
             code="invalid_idempotency_key",
             errors=[
                 field_error(["header", "Idempotency-Key"], "invalid", "invalid_idempotency_key")
@@ -148,11 +156,12 @@ def once_per_key(
     session: WriteSession,
     employee: CurrentEmployee,
     key: Annotated[
-        str | None,
+        str | Absent,
         Header(
             alias="Idempotency-Key",
             max_length=MAX_KEY_LENGTH,
             description="Replays the first response for 24 h.",
+            json_schema_extra={"pattern": KEY_PATTERN},
         ),
     ] = None,
 ) -> Once:

@@ -26,6 +26,7 @@ from app.permits.schemas import PermitOut
 from app.permits.service import present
 from app.permits.visibility import may_read, party_condition
 from app.permits.vocabulary import Status
+from app.schemas import FilterText
 from app.timeutil import InstantIn, utcnow
 
 SCAN_BATCH = 200
@@ -39,9 +40,9 @@ class Filters(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     status: Status | None = None
-    workspace_code: str | None = Field(None, max_length=32)
-    unit_code: str | None = Field(None, max_length=32)
-    requester_nip: str | None = Field(None, max_length=32)
+    workspace_code: FilterText | None = None
+    unit_code: FilterText | None = None
+    requester_nip: FilterText | None = None
     from_: InstantIn | None = Field(None, alias="from", description="Windows ending after this.")
     to: InstantIn | None = Field(None, description="Windows starting before this.")
     awaiting: Literal["me"] | None = Field(

@@ -32,15 +32,17 @@ from app.permits.schemas import (
     DenyBody,
     PermitCreate,
     PermitOut,
+    PolicyOut,
     RevokeBody,
 )
+from app.schemas import Absent
 
 router = APIRouter(prefix="/api/v1", tags=["permits"], responses=API_PROBLEMS)
 
 _DECISION = problem_responses(400, 404, 409, 412, 413)
 
 
-@router.get("/policy", tags=["policy"])
+@router.get("/policy", tags=["policy"], response_model=PolicyOut, response_model_exclude_unset=True)
 async def read_policy(request: Request, _: CurrentEmployee) -> dict[str, Any]:
     """The SE 47/2025 rules a submission must meet, with their limits and citations."""
     return describe(service.limits_from(request.app.state.settings))
@@ -133,7 +135,9 @@ def _decision_endpoint(action: str) -> Callable[..., Awaitable[JSONResponse]]:
 for _action, _body, _required, _description in _DECISIONS:
     router.add_api_route(
         f"/permits/{{permit_id}}/{_action}",
-        declare(_decision_endpoint(_action), body=_body if _required else _body | None),
+        # An optional body is declared as the body alone (not `anyOf [body, null]`), and
+        # sending none means the same as sending `{}`.
+        declare(_decision_endpoint(_action), body=_body if _required else _body | Absent),
         methods=["POST"],
         name=f"{_action}_permit",
         description=_description,
