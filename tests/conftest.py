@@ -1,8 +1,10 @@
 """Test fixtures: real databases, real keys, the real ASGI app.
 
 Every test that takes `client` runs twice, once on SQLite and once on
-PostgreSQL, each time against a freshly migrated database of its own (a copy of
-a template migrated once per session by `izin-siaran migrate`). Set
+PostgreSQL, each time against a freshly migrated, empty database: on SQLite a copy
+of a template migrated once per session by `izin-siaran migrate`; on PostgreSQL the
+worker's one database made from such a template, emptied before each test
+(`ReusedDatabase`). Set
 TEST_DATABASES=sqlite (or postgresql) to run one backend only. Under CI=true an
 unreachable PostgreSQL fails the run instead of skipping it.
 
@@ -112,6 +114,98 @@ def pg_template() -> Iterator[str]:
         _blocking(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+# What a test may change besides rows: triggers (and whether they fire), indexes,
+# constraints, the schema's revision. A reused database whose fingerprint moved is made
+# again from the template.
+_FINGERPRINT = """
+SELECT md5(concat_ws('|',
+    (SELECT string_agg(tgname || ':' || tgenabled::text, ',' ORDER BY tgname)
+       FROM pg_trigger WHERE NOT tgisinternal),
+    (SELECT string_agg(relname || ':' || relkind::text, ',' ORDER BY relname)
+       FROM pg_class WHERE relnamespace = 'public'::regnamespace),
+    (SELECT string_agg(conname, ',' ORDER BY conname)
+       FROM pg_constraint WHERE connamespace = 'public'::regnamespace),
+    (SELECT string_agg(version_num, ',') FROM alembic_version)))
+"""
+
+
+class ReusedDatabase:
+    """This worker's PostgreSQL test database, made once from the template and emptied
+    before each test, instead of a new database per test (each `CREATE DATABASE … TEMPLATE`
+    and `DROP DATABASE` costs about a quarter of a second of the server's time).
+
+    Emptied means: every other connection to it ended, and every row of every table
+    deleted, with `session_replication_role = replica` so that the audit trail's guards
+    (which refuse deletes, as they should for the service) and the foreign keys stand
+    aside. A test that changed more than rows (a dropped trigger, a schema revision) is
+    caught by the fingerprint, and the database is made again. Commits skip waiting for
+    the disk (`synchronous_commit = off`, for this database only): that risks only what
+    the PostgreSQL server itself would lose in a crash, which no test here causes; the
+    tests that stop a database run their own cluster (tests/test_db_outage.py)."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self.name = f"izs_test_{WORKER}_{uuid.uuid4().hex[:12]}"
+        self.fingerprint = ""
+
+    @property
+    def url(self) -> str:
+        return _pg_dsn(self.name).replace("postgresql://", "postgresql+asyncpg://", 1)
+
+    async def create(self) -> None:
+        await _pg_admin(
+            f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)',
+            f'CREATE DATABASE "{self.name}" TEMPLATE "{self.template}"',
+            f'ALTER DATABASE "{self.name}" SET synchronous_commit = off',
+        )
+        connection = await asyncpg.connect(_pg_dsn(self.name), timeout=5)
+        try:
+            self.fingerprint = await connection.fetchval(_FINGERPRINT)
+        finally:
+            await connection.close()
+
+    async def empty(self) -> None:
+        """Ready for the next test: no other connection, no row, the template's schema."""
+        await _pg_admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "  # noqa: S608 (our name)
+            f"WHERE datname = '{self.name}' AND pid <> pg_backend_pid()"
+        )
+        connection = await asyncpg.connect(_pg_dsn(self.name), timeout=5)
+        try:
+            try:
+                changed = await connection.fetchval(_FINGERPRINT) != self.fingerprint
+            except asyncpg.PostgresError:  # e.g. a test dropped `alembic_version`
+                changed = True
+            if changed:
+                await connection.close()
+                await self.create()
+                return
+            tables = await connection.fetch(
+                "SELECT quote_ident(tablename) FROM pg_tables "
+                "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+            )
+            async with connection.transaction():
+                await connection.execute("SET LOCAL session_replication_role = replica")
+                for (table,) in tables:
+                    await connection.execute(f"DELETE FROM {table}")  # noqa: S608 (catalog names)
+        finally:
+            if not connection.is_closed():
+                await connection.close()
+
+    async def drop(self) -> None:
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_reused(pg_template: str) -> Iterator[ReusedDatabase]:
+    database = ReusedDatabase(pg_template)
+    _blocking(database.create())
+    try:
+        yield database
+    finally:
+        _blocking(database.drop())
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.db"
@@ -135,13 +229,9 @@ async def database_url(
         shutil.copyfile(template, path)
         yield f"sqlite+aiosqlite:///{path}"
         return
-    template_name: str = request.getfixturevalue("pg_template")
-    name = f"izs_test_{WORKER}_{uuid.uuid4().hex[:12]}"
-    await _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
-    try:
-        yield _pg_dsn(name).replace("postgresql://", "postgresql+asyncpg://", 1)
-    finally:
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    reused: ReusedDatabase = request.getfixturevalue("pg_reused")
+    await reused.empty()
+    yield reused.url
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,8 @@ async def until_another_session_sleeps(connection: asyncpg.Connection) -> None:
     await connection.execute(
         "DO $$ BEGIN "
         "WHILE NOT EXISTS (SELECT 1 FROM pg_stat_activity "
-        "WHERE wait_event = 'PgSleep' AND pid <> pg_backend_pid()) LOOP "
+        "WHERE wait_event = 'PgSleep' AND datname = current_database() "
+        "AND pid <> pg_backend_pid()) LOOP "
         "PERFORM pg_stat_clear_snapshot(); PERFORM pg_sleep(0.005); "
         "END LOOP; END $$"
     )
