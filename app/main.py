@@ -85,6 +85,10 @@ async def _frozen_start_up() -> AsyncIterator[None]:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    # A start begins with zero counts and full budgets, also when this application object
+    # is started again (an ASGI lifespan may run more than once: the tests do).
+    app.state.metrics.start()
+    app.state.rate_limits.refill()
     private_dir(settings.data_dir)
     db = Database.connect(
         settings.effective_database_url,

@@ -40,7 +40,7 @@ from app.timeutil import utcnow
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Only the series of docs/RULES.md#metrics: no `_created` timestamp beside each counter.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED = "unmatched"
 """The route label of a request no route took (a 404): the path itself would let any
@@ -55,6 +55,10 @@ class Metrics:
     """One application's counts."""
 
     def __init__(self) -> None:
+        self.start()
+
+    def start(self) -> None:
+        """Every count at zero: what a start of the service begins with."""
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "izin_siaran_http_requests",

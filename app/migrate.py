@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -26,7 +27,10 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
+@functools.cache
 def head_revision() -> str:
+    """The newest revision in `migrations/`: part of the installed code, so read once (each
+    start-up and each `/readyz` asks)."""
     head = ScriptDirectory.from_config(alembic_config("")).get_current_head()
     assert head is not None, "migrations/ holds no revision"
     return head

@@ -90,6 +90,10 @@ class Budget:
     def __len__(self) -> int:
         return len(self._buckets)
 
+    def refill(self) -> None:
+        """Every key's budget full again (forgotten)."""
+        self._buckets.clear()
+
     def take(self, key: str, cost: int = 1) -> Spent:
         now = self._clock()
         bucket = self._buckets.get(key)
@@ -136,6 +140,11 @@ class RateLimits:
         self.checks = Budget(check_per_minute, clock)
         self.failures = Budget(auth_failures_per_minute, clock)
         self.public = Budget(public_per_minute, clock)
+
+    def refill(self) -> None:
+        """Full budgets for everyone: what a start of the service begins with."""
+        for budget in (self.callers, self.checks, self.failures, self.public):
+            budget.refill()
 
     def admit(self, scope: Scope, caller: str, cost: int = 1) -> None:
         """A verified caller (`app.auth.credentials.caller_name`) spends their own budget;

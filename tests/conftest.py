@@ -19,6 +19,7 @@ which pytest 9 no longer reads, so the group is silently ignored.)
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -33,6 +34,7 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from app.config import Settings
 from app.main import create_app
@@ -253,9 +255,33 @@ def settings(database_url: str, keyring: KeyRing, tmp_path: Path) -> Settings:
     )
 
 
+_APPS: dict[str, FastAPI] = {}
+
+
+def _configuration(settings: Settings) -> str:
+    """What an application is made from, but for its database and data folder."""
+    values = settings.model_dump(exclude={"database_url", "data_dir"})
+    return json.dumps(
+        values,
+        sort_keys=True,
+        default=lambda v: v.get_secret_value() if isinstance(v, SecretStr) else str(v),
+    )
+
+
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    async with serving(create_app(settings)) as application:
+    """The application for `settings`, started (its lifespan) for this test alone.
+
+    An application object is made once per worker for each configuration and started
+    again for every test with that configuration, on the test's own database: making one
+    (its routes, their dependencies and validators) costs more than most tests. A start
+    is a start: the application's state is made anew by its lifespan (database,
+    readers, keys; zero counts and full rate-limit budgets), as when a process starts."""
+    application = _APPS.get(key := _configuration(settings))
+    if application is None:
+        application = _APPS[key] = create_app(settings)
+    application.state.settings = settings
+    async with serving(application):
         yield application
 
 
@@ -280,3 +306,10 @@ def tokens(keyring: KeyRing) -> Tokens:
 @pytest.fixture
 def org(client: httpx.AsyncClient, tokens: Tokens) -> Org:
     return Org(client, tokens)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The real-server tests (`slow`, tens of seconds each) first: parallel workers then
+    share them out at the start and fill the rest of the run with the short tests, instead
+    of one worker finishing a long tail alone. The order is otherwise kept."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
