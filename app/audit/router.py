@@ -71,7 +71,12 @@ async def list_events(
 @router.get(
     "/events.csv",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}}, "description": "The events as CSV."}},
+    responses={
+        200: {
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "description": "The events as CSV: a header row, then one row an event.",
+        }
+    },
 )
 async def export_events(request: Request, _: AuditorOrAdmin, filters: Filters) -> StreamingResponse:
     """The same events as CSV, streamed (memory stays flat however many there are).

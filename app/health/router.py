@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from app.errors import problem_response, problem_responses
 from app.migrate import current_revision, head_revision
@@ -19,6 +19,21 @@ READY_TIMEOUT_SECONDS = 2.0
 
 class Health(BaseModel):
     status: str
+
+
+class PublicKey(BaseModel):
+    """A JSON Web Key (RFC 7517): the public half only."""
+
+    model_config = ConfigDict(extra="allow")  # the key type's own members (`x`, `n`, `e`, …)
+
+    kty: str
+    kid: str
+    alg: str | None = None
+    use: str | None = None
+
+
+class KeySet(BaseModel):
+    keys: list[PublicKey]
 
 
 class Readiness(BaseModel):
@@ -33,7 +48,7 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", responses=problem_responses(414, 429, 500, 503))
+@router.get("/readyz", response_model=Readiness, responses=problem_responses(414, 429, 500, 503))
 async def readyz(request: Request) -> Any:
     """Ready to serve: the database answers and its schema is at this version's head."""
     db = request.app.state.db
@@ -51,7 +66,11 @@ async def readyz(request: Request) -> Any:
     return Readiness(status="ready", database=db.dialect, schema_revision=revision)
 
 
-@router.get("/.well-known/jwks.json", responses=problem_responses(404, 414, 429, 500))
+@router.get(
+    "/.well-known/jwks.json",
+    response_model=KeySet,
+    responses=problem_responses(404, 414, 429, 500),
+)
 async def jwks(request: Request) -> JSONResponse:
     """The local-mode signing key (public part). Not served when an identity provider is set."""
     signer = request.app.state.local_signer
