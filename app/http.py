@@ -5,6 +5,7 @@ routes made from a table."""
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar, get_args
 
@@ -21,9 +22,10 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-IF_MATCH = r'^(\*|(W/)?"*[0-9]{1,18}"*)$'
-"""What `if_match_version` reads (the document's pattern): `*`, or a version, quoted or
-not, weak or not."""
+IF_MATCH = r'^(\*|(W/)?"([0-9]{1,18})"|([0-9]{1,18}))$'
+"""What `if_match_version` reads (the document's pattern): `*`, or a version as an entity
+tag (`"3"`, weak `W/"3"`), or bare (`3`)."""
+_IF_MATCH = re.compile(IF_MATCH)
 
 
 def if_match_version(
@@ -41,14 +43,14 @@ def if_match_version(
     `invalid_if_match`: the change is never applied unconditionally."""
     if if_match is None or if_match == "*":  # HTTP has trimmed the value's whitespace
         return None
-    text = if_match.removeprefix("W/").strip('"')
-    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+    matched = _IF_MATCH.fullmatch(if_match)
+    if matched is None:
         raise InvalidInput(
             'If-Match must be `*` or an ETag this service sent, such as "3".',
             code="invalid_if_match",
             errors=[field_error(["header", "If-Match"], "not a version", "invalid_if_match")],
         )
-    return int(text)
+    return int(matched.group(3) or matched.group(4))
 
 
 IfMatchVersion = Annotated[int | None, Depends(if_match_version)]
@@ -102,7 +104,9 @@ _HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string", "pattern": r'^"[0-9]+"$'},
     },
     "Retry-After": {
-        "description": "Seconds until the budget admits a request (docs/RULES.md#rate-limits).",
+        "description": "Seconds to wait before retrying: until the rate limit admits a request "
+        "(429), the database or identity provider may answer again (503), or the first of two "
+        "requests with one `Idempotency-Key` has finished (409 `idempotency_in_flight`).",
         "schema": {"type": "integer", "minimum": 0},
     },
     "Cache-Control": {
@@ -111,11 +115,13 @@ _HEADERS: dict[str, dict[str, Any]] = {
     },
 }
 _VERSIONED = "#/components/schemas/PermitOut"
+_PERMITS = "/api/v1/permits"  # a 409 `idempotency_in_flight` there says when to retry
 
 
 def declare_headers(document: dict[str, Any]) -> dict[str, Any]:
     """Declare the response headers the conventions put on responses: `Location` on every
-    201, `ETag` on every permit answered, `Retry-After` on every 429, and the check's
+    201, `ETag` on every permit answered, `Retry-After` on every 429 and 503 (and on a
+    permit write's 409, sent with `idempotency_in_flight`), and the check's
     `Cache-Control`."""
     for path, item in document.get("paths", {}).items():
         for operation in item.values():
@@ -126,7 +132,7 @@ def declare_headers(document: dict[str, Any]) -> dict[str, Any]:
                 schema = response.get("content", {}).get("application/json", {}).get("schema")
                 if status in {"200", "201"} and schema == {"$ref": _VERSIONED}:
                     names.append("ETag")
-                if status == "429":
+                if status in {"429", "503"} or (status == "409" and path.startswith(_PERMITS)):
                     names.append("Retry-After")
                 if status == "200" and path.endswith("/authorizations/check"):
                     names.append("Cache-Control")

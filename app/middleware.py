@@ -22,6 +22,15 @@ log = logging.getLogger("app.access")
 error_log = logging.getLogger("app.errors")
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_NIP_IN_PATH = re.compile(r"(?<![0-9])[0-9]{14}([0-9]{4})(?![0-9])")
+
+
+def logged_path(path: str) -> str:
+    """The path as the access log writes it: a NIP in it (`/api/v1/employees/{nip}`) shown
+    by its last 4 digits only, as the credential's hint would (a NIP is personal data)."""
+    return _NIP_IN_PATH.sub(r"…\1", path) if any(c.isdigit() for c in path) else path
+
+
 MAX_PATH_LENGTH = 2048
 MAX_QUERY_LENGTH = 16_384
 
@@ -169,15 +178,16 @@ class RequestContextMiddleware:
         if not log.isEnabledFor(logging.INFO):
             return
         duration_ms = round(seconds * 1000, 1)
+        path = logged_path(scope["path"])
         log.info(
             "%s %s %d %.1fms",
             scope["method"],
-            scope["path"],
+            path,
             status,
             duration_ms,
             extra={  # fields of their own in LOG_FORMAT=json
                 "method": scope["method"],
-                "path": scope["path"],
+                "path": path,
                 "route": route_template(scope),
                 "status": status,
                 "duration_ms": duration_ms,

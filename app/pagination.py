@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, StringConstraints, WithJsonSchema
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -25,15 +25,16 @@ MAX_LIMIT = 200
 _INT64 = 2**63
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")]
+# Declared so; `decode_cursor` refuses anything else, and any cursor not of this service's
+# making, as `invalid_cursor`.
+_CursorText = Annotated[
+    str,
+    StringConstraints(max_length=512),
+    WithJsonSchema({"type": "string", "maxLength": 512, "pattern": r"^[A-Za-z0-9_-]+$"}),
+]
 Cursor = Annotated[
-    str | None,
-    Query(
-        max_length=512,
-        # Declared; `decode_cursor` refuses anything else, and any cursor not of this service's
-        # making, as `invalid_cursor`.
-        json_schema_extra={"pattern": r"^[A-Za-z0-9_-]+$"},
-        description="`next_cursor` of the previous page (opaque: only the service's own).",
-    ),
+    _CursorText | None,
+    Query(description="`next_cursor` of the previous page (opaque: only the service's own)."),
 ]
 
 

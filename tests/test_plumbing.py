@@ -420,12 +420,20 @@ async def test_json_logs_are_one_object_a_line_with_the_request_id(
                     "/api/v1/units/NOPE",
                     headers={**tokens.auth(ADMIN_NIP), "X-Request-ID": "log-check-2"},
                 )
-        assert (answer.status_code, unit.status_code) == (200, 404)
+                person = await http.get(
+                    f"/api/v1/employees/{ADMIN_NIP}", headers=tokens.auth(ADMIN_NIP)
+                )
+        assert (answer.status_code, unit.status_code, person.status_code) == (200, 404, 200)
         lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         records = [json.loads(line) for line in lines]  # every line parses
         access = [r for r in records if r["logger"] == "app.access"]
         assert access
-        health, read = access[-2:]
+        health, read, employee = access[-3:]
+        # A NIP is personal data: in a path it is logged by its last 4 digits only.
+        assert employee["path"] == f"/api/v1/employees/…{ADMIN_NIP[-4:]}"
+        assert employee["route"] == "/api/v1/employees/{nip}"
+        ours = [r for r in records if r["logger"].startswith(("app", "uvicorn"))]
+        assert not [r for r in ours if ADMIN_NIP in json.dumps(r, ensure_ascii=False)]
         assert health["request_id"] == "log-check-1"
         assert health["message"].startswith("GET /healthz 200")
         assert {"time", "level", "logger", "request_id", "message"} <= set(health)

@@ -47,6 +47,7 @@ async def list_api_keys(session: ReadSession, _: Admin, page: PageParams) -> Pag
 
 @router.get("/{key_id}", responses=problem_responses(404))
 async def read_api_key(key_id: str, session: ReadSession, _: Admin) -> ApiKeyOut:
+    """One API key, without its secret (shown only when it was created). Admins."""
     return ApiKeyOut.model_validate(await service.get_api_key(session, key_id))
 
 

@@ -101,7 +101,7 @@ API_KEY = APIKeyHeader(
     name="X-API-Key",
     auto_error=False,
     scheme_name="apiKey",
-    description="A service client's API key, `izs_<id>_<secret>` (scopes: `check`, `events`).",
+    description="A service client's API key, `izs_<id>_<secret>` (scope: `check`).",
 )
 DeclaresBearer = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
 DeclaresApiKey = Annotated[str | None, Security(API_KEY)]

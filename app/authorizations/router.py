@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, StringConstraints, WithJsonSchema
 
 from app.auth.dependencies import EmployeeOrServiceClient
 from app.authorizations import service
@@ -38,6 +38,21 @@ class CheckResult(BaseModel):
     permit: CheckedPermit | None
 
 
+# The query's parameters as the document declares them; the route checks them itself
+# below (`invalid_nip`, `invalid_check_query`), the NUL rule is the outer layer's.
+_Nip = Annotated[str, WithJsonSchema({"type": "string", "pattern": NIP_PATTERN})]
+_WorkspaceCode = Annotated[
+    str,
+    StringConstraints(max_length=32),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 32, "pattern": NO_NUL}),
+]
+_Channel = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200, "pattern": NO_NUL}),
+]
+
+
 @router.get(
     "/check",
     response_model=CheckResult,
@@ -46,20 +61,10 @@ class CheckResult(BaseModel):
 async def check(
     request: Request,
     principal: EmployeeOrServiceClient,
-    # Declared patterns and lengths are the route's own checks below (`invalid_nip`,
-    # `invalid_check_query`), stated for clients; the NUL rule is the outer layer's.
-    nip: Annotated[
-        str | None, Query(max_length=32, json_schema_extra={"pattern": NIP_PATTERN})
-    ] = None,
-    workspace_code: Annotated[
-        str | None,
-        Query(max_length=32, json_schema_extra={"minLength": 1, "pattern": NO_NUL}),
-    ] = None,
+    nip: Annotated[_Nip | None, Query()] = None,
+    workspace_code: Annotated[_WorkspaceCode | None, Query()] = None,
     platform: Annotated[Platform | None, Query()] = None,
-    channel: Annotated[
-        str | None,
-        Query(min_length=1, max_length=200, json_schema_extra={"pattern": NO_NUL}),
-    ] = None,
+    channel: Annotated[_Channel | None, Query()] = None,
     at: Annotated[InstantIn | None, Query(description="Default: now.")] = None,
 ) -> JSONResponse:
     """Is this stream authorised at `at`? Give `nip` + `workspace_code`, or `platform` + `channel`.

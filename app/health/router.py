@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -13,12 +13,14 @@ from app.errors import problem_response, problem_responses
 from app.migrate import current_revision, head_revision
 
 router = APIRouter(tags=["operations"])
+PUBLIC: dict[str, Any] = {"security": []}
+"""In the document: no credential needed."""
 
 READY_TIMEOUT_SECONDS = 2.0
 
 
 class Health(BaseModel):
-    status: str
+    status: Literal["ok"]
 
 
 class PublicKey(BaseModel):
@@ -37,18 +39,23 @@ class KeySet(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: str
+    status: Literal["ready"]
     database: str
     schema_revision: str
 
 
-@router.get("/healthz", responses=problem_responses(414, 429, 500))
+@router.get("/healthz", responses=problem_responses(414, 429, 500), openapi_extra=PUBLIC)
 async def healthz() -> Health:
     """The process is up. Says nothing about the database."""
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Readiness, responses=problem_responses(414, 429, 500, 503))
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses=problem_responses(414, 429, 500, 503),
+    openapi_extra=PUBLIC,
+)
 async def readyz(request: Request) -> Any:
     """Ready to serve: the database answers and its schema is at this version's head."""
     db = request.app.state.db
@@ -70,6 +77,7 @@ async def readyz(request: Request) -> Any:
     "/.well-known/jwks.json",
     response_model=KeySet,
     responses=problem_responses(404, 414, 429, 500),
+    openapi_extra=PUBLIC,
 )
 async def jwks(request: Request) -> JSONResponse:
     """The local-mode signing key (public part). Not served when an identity provider is set."""

@@ -283,6 +283,7 @@ async def list_delegations(
 
 @router.get("/delegations/{delegation_id}", tags=["delegations"], responses=_READ)
 async def read_delegation(delegation: CurrentDelegation) -> DelegationOut:
+    """One delegation (Plh/Plt), in force or not: where a new one's `Location` points."""
     return DelegationOut.model_validate(delegation)
 
 
