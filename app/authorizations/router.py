@@ -40,7 +40,11 @@ class CheckResult(BaseModel):
 
 # The query's parameters as the document declares them; the route checks them itself
 # below (`invalid_nip`, `invalid_check_query`), the NUL rule is the outer layer's.
-_Nip = Annotated[str, WithJsonSchema({"type": "string", "pattern": NIP_PATTERN})]
+_Nip = Annotated[
+    str,
+    StringConstraints(max_length=32),
+    WithJsonSchema({"type": "string", "maxLength": 32, "pattern": NIP_PATTERN}),
+]
 _WorkspaceCode = Annotated[
     str,
     StringConstraints(max_length=32),
