@@ -13,8 +13,17 @@ from app.errors import problem_response, problem_responses
 from app.migrate import current_revision, head_revision
 
 router = APIRouter(tags=["operations"])
-PUBLIC: dict[str, Any] = {"security": []}
-"""In the document: no credential needed."""
+
+
+def _public(*statuses: int) -> dict[str, Any]:
+    """A public operation as the document declares it: no credential (`security: []`), and
+    the problems any request can meet (URI too long, the address' rate limit, a failure),
+    with `statuses`."""
+    return {
+        "responses": problem_responses(414, 429, 500, *statuses),
+        "openapi_extra": {"security": []},
+    }
+
 
 READY_TIMEOUT_SECONDS = 2.0
 
@@ -44,18 +53,13 @@ class Readiness(BaseModel):
     schema_revision: str
 
 
-@router.get("/healthz", responses=problem_responses(414, 429, 500), openapi_extra=PUBLIC)
+@router.get("/healthz", **_public())
 async def healthz() -> Health:
     """The process is up. Says nothing about the database."""
     return Health(status="ok")
 
 
-@router.get(
-    "/readyz",
-    response_model=Readiness,
-    responses=problem_responses(414, 429, 500, 503),
-    openapi_extra=PUBLIC,
-)
+@router.get("/readyz", response_model=Readiness, **_public(503))
 async def readyz(request: Request) -> Any:
     """Ready to serve: the database answers and its schema is at this version's head."""
     db = request.app.state.db
@@ -73,12 +77,7 @@ async def readyz(request: Request) -> Any:
     return Readiness(status="ready", database=db.dialect, schema_revision=revision)
 
 
-@router.get(
-    "/.well-known/jwks.json",
-    response_model=KeySet,
-    responses=problem_responses(404, 414, 429, 500),
-    openapi_extra=PUBLIC,
-)
+@router.get("/.well-known/jwks.json", response_model=KeySet, **_public(404))
 async def jwks(request: Request) -> JSONResponse:
     """The local-mode signing key (public part). Not served when an identity provider is set."""
     signer = request.app.state.local_signer
