@@ -28,7 +28,7 @@ _NIP_IN_PATH = re.compile(r"(?<![0-9])[0-9]{14}([0-9]{4})(?![0-9])")
 def logged_path(path: str) -> str:
     """The path as the access log writes it: a NIP in it (`/api/v1/employees/{nip}`) shown
     by its last 4 digits only, as the credential's hint would (a NIP is personal data)."""
-    return _NIP_IN_PATH.sub(r"…\1", path) if any(c.isdigit() for c in path) else path
+    return _NIP_IN_PATH.sub(r"…\1", path)
 
 
 MAX_PATH_LENGTH = 2048

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -90,12 +91,18 @@ async def test_requests_are_counted_by_route_template_and_status(
     assert value(after, f"{histogram}_sum", method="GET", route=route) > 0
 
 
-async def test_check_answers_are_counted_by_reason(
-    client: httpx.AsyncClient, org: Org, app: FastAPI
-) -> None:
+async def approved(org: Org) -> tuple[Office, dict[str, Any]]:
+    """An office and an approved permit of its staff member, starting in an hour."""
     office = await Office.create(org)
     permit = await office.submit()
     await office.act(permit["id"], "approve", office.head["nip"])
+    return office, permit
+
+
+async def test_check_answers_are_counted_by_reason(
+    client: httpx.AsyncClient, org: Org, app: FastAPI
+) -> None:
+    office, permit = await approved(org)
     created = await client.post("/api/v1/api-keys", json={"name": "gerbang"}, headers=org.admin)
     key = {"X-API-Key": created.json()["key"]}
     pair = {"nip": office.staff["nip"], "workspace_code": office.workspace["code"]}
@@ -129,9 +136,7 @@ async def test_check_answers_are_counted_by_reason(
 async def test_permits_are_counted_by_their_status_now(
     client: httpx.AsyncClient, org: Org, app: FastAPI
 ) -> None:
-    office = await Office.create(org)
-    approved = await office.submit()
-    await office.act(approved["id"], "approve", office.head["nip"])
+    office, _ = await approved(org)
     await office.submit(starts_in=timedelta(hours=3))  # pending
     overdue = await office.submit(starts_in=timedelta(hours=5))
     # Its window began with nobody deciding: expired, on every read, sweep or no sweep.
