@@ -45,8 +45,31 @@ class Settings(BaseSettings):
 
     policy_max_duration_minutes: int = Field(default=480, ge=1, le=7 * 24 * 60)
     policy_max_lead_days: int = Field(default=90, ge=1, le=3_650)
+    # Reminders and escalation of permits still pending near their start (0: off).
+    policy_remind_before_start_minutes: int = Field(default=120, ge=0, le=90 * 24 * 60)
+    policy_escalate_before_start_minutes: int = Field(default=30, ge=0, le=90 * 24 * 60)
 
-    sweep_interval_seconds: float = Field(default=0, ge=0, le=86_400)
+    sweep_interval_seconds: float = Field(default=30, ge=0, le=86_400)
+
+    # Secrets the service must read back (webhook secrets), encrypted with this key:
+    # Fernet keys, comma-separated, the first encrypting (docs/SECURITY.md#secrets-key).
+    secrets_key: SecretStr = SecretStr("")
+    secrets_key_file: Path | None = None
+
+    webhook_timeout_seconds: float = Field(default=10, gt=0, le=120)
+    webhook_retry_schedule_seconds: Annotated[list[float], NoDecode] = [
+        5, 300, 1800, 7200, 18000, 36000, 36000
+    ]  # fmt: skip
+    webhook_allow_http: bool = False
+    webhook_allow_private: bool = False
+    # Attempts in flight at once, to one endpoint and in all, on each instance.
+    webhook_concurrency_per_endpoint: int = Field(default=4, ge=1, le=100)
+    webhook_concurrency: int = Field(default=32, ge=1, le=1000)
+
+    # The event stream: a ": ping" comment at least this often; the events one subscriber
+    # may have waiting before it is disconnected as too slow.
+    event_stream_ping_seconds: float = Field(default=15, gt=0, le=15)
+    event_stream_queue_size: int = Field(default=1000, ge=10, le=100_000)
 
     bootstrap_admin_nips: Annotated[list[str], NoDecode] = []
     rate_limit_per_minute: int = Field(default=600, ge=1, le=1_000_000)
@@ -65,7 +88,13 @@ class Settings(BaseSettings):
     metrics_token: SecretStr = SecretStr("")
     max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576)
 
-    @field_validator("bootstrap_admin_nips", "cors_origins", "trusted_proxies", mode="before")
+    @field_validator(
+        "bootstrap_admin_nips",
+        "cors_origins",
+        "trusted_proxies",
+        "webhook_retry_schedule_seconds",
+        mode="before",
+    )
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -80,6 +109,13 @@ class Settings(BaseSettings):
                 infer_employment(nip)
             except NipError as exc:
                 raise ValueError(f"{nip!r} is not a valid NIP: {exc}") from exc
+        return value
+
+    @field_validator("webhook_retry_schedule_seconds")
+    @classmethod
+    def _schedule(cls, value: list[float]) -> list[float]:
+        if any(delay <= 0 or delay > 7 * 86_400 for delay in value):
+            raise ValueError("every delay must be more than 0 and at most 604800 seconds")
         return value
 
     @field_validator("cors_origins")

@@ -33,6 +33,28 @@ def private_file(path: Path) -> Path:
     return path
 
 
+def create_once(path: Path, content: bytes) -> Path:
+    """`path` holding `content` if it did not exist, else as it is: written whole to a
+    private temporary file first and linked into place, so of several processes starting
+    at once exactly one wins and none reads a half-written file (mode 0600 either way)."""
+    private_dir(path.parent)
+    if not path.exists():
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)  # fails if another process won the race
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
+    _tighten(path)  # a file kept from before is made private too
+    return path
+
+
 def _tighten(path: Path) -> None:
     try:
         os.chmod(path, PRIVATE_FILE)

@@ -5,6 +5,7 @@ from app.auth.models import ApiKey
 from app.db import Base
 from app.org.models import Delegation, Employee, Unit, Workspace
 from app.permits.models import IdempotencyRecord, Permit
+from app.push.models import EventTicket, Webhook, WebhookDelivery
 
 __all__ = [
     "ApiKey",
@@ -12,8 +13,11 @@ __all__ = [
     "Base",
     "Delegation",
     "Employee",
+    "EventTicket",
     "IdempotencyRecord",
     "Permit",
     "Unit",
+    "Webhook",
+    "WebhookDelivery",
     "Workspace",
 ]

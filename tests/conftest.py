@@ -252,6 +252,7 @@ def settings(database_url: str, keyring: KeyRing, tmp_path: Path) -> Settings:
         auth_audience=support.AUDIENCE,
         bootstrap_admin_nips=[ADMIN_NIP],
         log_level="WARNING",
+        sweep_interval_seconds=0,  # a test sweeps when it means to (`izin-siaran sweep`)
     )
 
 

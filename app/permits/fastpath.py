@@ -26,8 +26,8 @@ from app.fastpath import (
 )
 from app.permits.approvers import approvers
 from app.permits.lifecycle import effective_status
+from app.permits.presentation import shown
 from app.permits.reader import INSTANTS, PermitReader
-from app.permits.service import shown
 from app.permits.visibility import may_read
 from app.timeutil import format_instant, utcnow
 

@@ -25,9 +25,10 @@ from sqlalchemy import ColumnElement, and_, case, func, not_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit.service import SYSTEM_ACTOR, append_event
+from app.audit.service import SYSTEM_ACTOR
 from app.errors import AppError, Conflict, Forbidden, NotFound
 from app.org.models import Employee
+from app.permits import events
 from app.permits.approvers import Approver
 from app.permits.facts import HasStatus
 from app.permits.models import Permit
@@ -246,13 +247,14 @@ async def apply_transition(
 
     await _save(session, permit, change, books_workspace=row.guard is NO_OVERLAP)
     # The event comes last: its append holds the audit chain's lock until the commit.
-    await append_event(
+    await events.record(
         session,
+        permit,
         actor=by.nip if by is not None else SYSTEM_ACTOR,
         action=row.audit,
-        subject=f"permit:{permit.id}",
         data=_event_data(row, state, permit, approver, text),
-        unit_code=permit.unit_code,
+        status=permit.status,
+        approvers=[],  # no target of the table is `pending`: a decided permit has none
     )
     return permit
 

@@ -22,8 +22,8 @@ from app.pagination import PageRequest, encode_cursor
 from app.permits.approvers import Approver, ApproverResolver
 from app.permits.lifecycle import effective_status, status_condition
 from app.permits.models import Permit
+from app.permits.presentation import present
 from app.permits.schemas import PermitOut
-from app.permits.service import present
 from app.permits.visibility import may_read, party_condition
 from app.permits.vocabulary import Status
 from app.schemas import FilterText

@@ -56,6 +56,10 @@ class Permit(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # When the sweep recorded the reminder and the escalation (docs/RULES.md#escalation):
+    # each is recorded once; the escalation itself holds by time, recorded or not.
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class IdempotencyRecord(Base):

@@ -5,21 +5,18 @@ transitions of its lifecycle, which `app.permits.lifecycle` holds as a table and
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit.service import append_event
 from app.config import Settings
 from app.ids import new_id
 from app.org.models import Employee, Unit, Workspace
-from app.permits import policy
-from app.permits.approvers import Approver, resolve_approvers
+from app.permits import events, policy
+from app.permits.approvers import resolve_approvers
 from app.permits.lifecycle import apply_transition, effective_status
 from app.permits.models import Permit
-from app.permits.reader import COLUMNS
+from app.permits.presentation import present
 from app.permits.schemas import PermitCreate, PermitOut
 from app.permits.visibility import visible_permit
 from app.permits.vocabulary import channel_key
@@ -31,22 +28,6 @@ def limits_from(settings: Settings) -> policy.Limits:
         max_duration=timedelta(minutes=settings.policy_max_duration_minutes),
         max_lead=timedelta(days=settings.policy_max_lead_days),
     )
-
-
-def shown(fields: Mapping[str, Any], status: str, approvers: Sequence[Approver]) -> dict[str, Any]:
-    """A permit's API fields as one caller sees it at one instant: its columns, its
-    effective `status`, and who may decide it while it is pending (docs/RULES.md#approvers).
-    The route (`present`) and the permit read's fast path both show a permit this way."""
-    out = {key: fields[key] for key in COLUMNS}
-    out["status"] = status
-    out["approvers"] = [a.nip for a in approvers] if status == "pending" else []
-    return out
-
-
-def present(permit: Permit, status: str, approvers: Sequence[Approver]) -> PermitOut:
-    """`shown`, as the response model."""
-    fields = {key: getattr(permit, key) for key in COLUMNS}
-    return PermitOut.model_validate(shown(fields, status, approvers))
 
 
 async def read_permit(session: AsyncSession, employee: Employee, permit_id: str) -> PermitOut:
@@ -112,11 +93,12 @@ async def submit_permit(
     approvers = await resolve_approvers(
         session, unit_code=permit.unit_code, requester_nip=permit.requester_nip, at=now
     )
-    await append_event(
+    status = effective_status(permit, now)
+    await events.record(
         session,
+        permit,
         actor=requester.nip,
         action="permit.submitted",
-        subject=f"permit:{permit.id}",
         data={
             "workspace_code": permit.workspace_code,
             "unit_code": permit.unit_code,
@@ -128,6 +110,7 @@ async def submit_permit(
             "ends_at": format_instant(permit.ends_at),
             "attestations": permit.attestations,
         },
-        unit_code=permit.unit_code,
+        status=status,
+        approvers=approvers,
     )
-    return present(permit, effective_status(permit, now), approvers)
+    return present(permit, status, approvers)

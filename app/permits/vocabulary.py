@@ -12,11 +12,24 @@ Platform = Literal["youtube", "tiktok", "instagram", "facebook", "x", "other"]
 Purpose = Literal["official", "public_service", "public_information", "education", "personal"]
 Status = Literal["pending", "approved", "denied", "cancelled", "expired", "revoked"]
 Capacity = Literal["head", "plh", "plt", "parent_head"]
+# What happens to a permit, as its audit events' `action`, its webhooks' event types and
+# its event-stream events name it (docs/RULES.md#push).
+PermitEvent = Literal[
+    "permit.submitted",
+    "permit.approved",
+    "permit.denied",
+    "permit.cancelled",
+    "permit.revoked",
+    "permit.expired",
+    "permit.reminder",
+    "permit.escalated",
+]
 
 PLATFORMS: tuple[str, ...] = get_args(Platform)
 PURPOSES: tuple[str, ...] = get_args(Purpose)
 STATUSES: tuple[str, ...] = get_args(Status)
 CAPACITIES: tuple[str, ...] = get_args(Capacity)
+PERMIT_EVENTS: tuple[str, ...] = get_args(PermitEvent)
 
 
 def channel_key(channel: str) -> str:
