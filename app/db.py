@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.pool import PoolResetState
 from sqlalchemy.types import TypeDecorator
 
@@ -41,6 +41,8 @@ from app.files import private_sqlite_database
 from app.timeutil import as_utc
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+AUDIT_APPENDED = "izs.audit_appended"
+"""Set in a session's `info` by an audit append: its commit calls `Database.committed`."""
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -162,17 +164,37 @@ class Database:
     read: async_sessionmaker[AsyncSession]
     writer: async_sessionmaker[AsyncSession]
     turns: asyncio.Lock | None  # SQLite: this process's writers, one at a time
+    # Called (synchronously, on the event loop) after each commit of a transaction that
+    # appended audit events: the event stream and the webhook sender learn of new events
+    # at once in this process (other processes: app.push.hub).
+    committed: list[Callable[[], None]]
     turn_seconds: float = SQLITE_BUSY_TIMEOUT_MS / 1000  # the longest wait for a turn
 
     @classmethod
     def connect(cls, url: str, *, pool_size: int = 10, timeout: float = 2.0) -> Database:
         engine = create_engine(url, pool_size=pool_size, timeout=timeout)
         writer = engine.execution_options(sqlite_begin="IMMEDIATE")
+        committed: list[Callable[[], None]] = []
+
+        class _Session(Session):
+            """This database's sessions, so that its commit hook is its own."""
+
+        def _after_commit(session: Session) -> None:
+            if session.info.pop(AUDIT_APPENDED, False):
+                for callback in committed:
+                    callback()
+
+        event.listen(_Session, "after_commit", _after_commit)
         return cls(
             engine=engine,
-            read=async_sessionmaker(engine, expire_on_commit=False, autoflush=False),
-            writer=async_sessionmaker(writer, expire_on_commit=False, autoflush=False),
+            read=async_sessionmaker(
+                engine, expire_on_commit=False, autoflush=False, sync_session_class=_Session
+            ),
+            writer=async_sessionmaker(
+                writer, expire_on_commit=False, autoflush=False, sync_session_class=_Session
+            ),
             turns=asyncio.Lock() if is_sqlite(url) else None,
+            committed=committed,
         )
 
     @asynccontextmanager

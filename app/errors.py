@@ -330,18 +330,19 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def file_problems_under_problem_json(document: dict[str, Any]) -> dict[str, Any]:
     """Move each 4xx/5xx schema from `application/json` to `application/problem+json`.
 
-    FastAPI files a response `model` under the route's own media type, which would
-    leave the problem media type without a schema and declare an `application/json`
-    error body the service never sends.
+    FastAPI files a response `model` under the route's own media type (`application/json`,
+    or `text/event-stream` for the event stream), which would leave the problem media type
+    without a schema and declare an error body the service never sends.
     """
     for item in document.get("paths", {}).values():
         for operation in item.values():
             for status, response in operation.get("responses", {}).items():
                 content = response.get("content", {})
                 if str(status)[:1] in {"4", "5"} and PROBLEM_JSON in content:
-                    schema = content.pop("application/json", {}).get("schema")
-                    if schema is not None:
-                        content[PROBLEM_JSON]["schema"] = schema
+                    for media in [m for m in content if m != PROBLEM_JSON]:
+                        schema = content.pop(media).get("schema")
+                        if schema is not None:
+                            content[PROBLEM_JSON]["schema"] = schema
     return document
 
 

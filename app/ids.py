@@ -15,3 +15,12 @@ def new_id() -> str:
         chars.append(_ALPHABET[value & 31])
         value >>= 5
     return "".join(reversed(chars))
+
+
+ID_LENGTH = 26
+
+
+def could_be_id(value: str) -> bool:
+    """Ids are 26 ASCII letters and digits; anything else names no record and is not sent
+    to the database (PostgreSQL rejects some strings, e.g. with a NUL, outright)."""
+    return len(value) == ID_LENGTH and value.isascii() and value.isalnum()

@@ -42,8 +42,14 @@ from app.org.service import ensure_admins
 from app.permits.fastpath import PermitFastPath
 from app.permits.reader import PermitReader
 from app.permits.router import router as permits_router
+from app.push.addresses import AddressRules
+from app.push.hub import Hub
+from app.push.router import events_router
+from app.push.router import router as webhooks_router
+from app.push.sender import Sender
 from app.ratelimit import RateLimitMiddleware, RateLimits
 from app.rawdb import RawReader, open_raw_reader
+from app.secretbox import load_secret_box
 from app.sweeper import periodic_sweep
 
 log = logging.getLogger(__name__)
@@ -96,6 +102,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout=settings.database_timeout_seconds,
     )
     raw: RawReader | None = None
+    hub: Hub | None = None
+    sender: Sender | None = None
     try:
         await require_head(db.engine)
         raw = await open_raw_reader(
@@ -120,10 +128,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             )
         app.state.token_verifier = TokenVerifier(settings, keys)
         app.state.db = db
+        app.state.secret_box = box = load_secret_box(settings)
+        app.state.address_rules = rules = AddressRules(
+            allow_http=settings.webhook_allow_http, allow_private=settings.webhook_allow_private
+        )
+        hub = app.state.hub = Hub(db, settings.effective_database_url)
+        sender = Sender(db, box, settings, app.state.metrics, rules)
+        hub.on_events(sender.wake)
+        await hub.start()
+        sender.start()
         log.info("Izin Siaran %s ready on %s", __version__, db.dialect)
         async with periodic_sweep(db, settings.sweep_interval_seconds), _frozen_start_up():
             yield
     finally:
+        if sender is not None:
+            await sender.close()
+        if hub is not None:
+            await hub.close()
         if raw is not None:
             await raw.close()
         await db.dispose()
@@ -217,6 +238,8 @@ def create_app(
     app.include_router(permits_router)
     app.include_router(authorizations_router)
     app.include_router(audit_router)
+    app.include_router(webhooks_router)
+    app.include_router(events_router)
     return app
 
 

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -49,6 +50,8 @@ client add a label value, and Prometheus keeps every value it has seen."""
 # Seconds: the check answers in about a millisecond; writes take some; 10 s is the
 # database's worst allowed wait.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+# Seconds from a change's commit to its webhook's 2xx: most within a second, retries later.
+DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200, 36000, 172800)
 
 
 class Metrics:
@@ -79,6 +82,30 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.deliveries = Counter(
+            "izin_siaran_webhook_deliveries",
+            "Webhook delivery attempts by outcome: succeeded, retrying (failed, tried again "
+            "later), failed (no attempt left, or the webhook was deactivated).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.delivery_latency = Histogram(
+            "izin_siaran_webhook_delivery_latency_seconds",
+            "Time from a change's audit event to its webhook's 2xx, retries included.",
+            buckets=DELIVERY_BUCKETS,
+            registry=self.registry,
+        )
+        self.subscribers = Gauge(
+            "izin_siaran_event_stream_subscribers",
+            "Event-stream connections open now.",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.events_sent = Counter(
+            "izin_siaran_event_stream_events",
+            "Events written to event-stream subscribers.",
+            registry=self.registry,
+        )
         # A label lookup hashes and locks; the labelled series are few, so keep them.
         self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._answers: dict[str, Counter] = {}
@@ -101,6 +128,12 @@ class Metrics:
         if counter is None:
             counter = self._answers[reason] = self.check_answers.labels(reason)
         counter.inc()
+
+    def delivery(self, outcome: str, latency_seconds: float | None = None) -> None:
+        """One webhook delivery attempt's outcome (`app.push.sender`)."""
+        self.deliveries.labels(outcome).inc()
+        if latency_seconds is not None:
+            self.delivery_latency.observe(latency_seconds)
 
     def exposition(self, permits: dict[str, int]) -> bytes:
         """The text Prometheus reads: every count so far (every worker's, in multi-process

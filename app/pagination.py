@@ -113,11 +113,15 @@ async def keyset_page(
     cursor: str | None,
     limit: int,
     key_of: Callable[[M], str],
+    newest_first: bool = False,
 ) -> tuple[Sequence[M], str | None]:
-    """One page of `statement` ordered by the unique string column `key`."""
+    """One page of `statement` ordered by the unique string column `key` (time-ordered ids:
+    oldest first, or `newest_first`)."""
     if cursor is not None:
-        statement = statement.where(key > decode_string_cursor(cursor))
-    rows = (await session.scalars(statement.order_by(key).limit(limit + 1))).all()
+        after = decode_string_cursor(cursor)
+        statement = statement.where(key < after if newest_first else key > after)
+    order = key.desc() if newest_first else key
+    rows = (await session.scalars(statement.order_by(order).limit(limit + 1))).all()
     if len(rows) > limit:
         return rows[:limit], encode_cursor(key_of(rows[limit - 1]))
     return rows, None

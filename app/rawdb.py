@@ -84,6 +84,11 @@ _PG_UNAVAILABLE = (
 )
 
 
+def asyncpg_dsn(url: str) -> str:
+    """The DSN asyncpg takes for a `postgresql+asyncpg://` database URL."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def positional(sql: str) -> tuple[str, tuple[str, ...]]:
     """`sql` with asyncpg's `$1…$n` for its `:named` parameters, and their names in order."""
     names: list[str] = []
@@ -170,9 +175,8 @@ class PostgresReader:
 
     @classmethod
     async def open(cls, url: str, *, size: int, wait_seconds: float) -> PostgresReader:
-        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         pool = await asyncpg.create_pool(
-            dsn,
+            asyncpg_dsn(url),
             min_size=0,  # connect on first use: start-up does not wait for the database
             max_size=size,
             timeout=wait_seconds,

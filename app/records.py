@@ -61,9 +61,11 @@ async def page_of(
     key: InstrumentedAttribute[str],
     out: type[Out],
     page: PageRequest,
+    *,
+    newest_first: bool = False,
 ) -> Page[Out]:
-    """The `page` of `statement`'s rows, ordered by their unique string `key`, each shaped
-    as `out`."""
+    """The `page` of `statement`'s rows, ordered by their unique string `key` (oldest first,
+    or `newest_first`), each shaped as `out`."""
     rows, next_cursor = await keyset_page(
         session,
         statement,
@@ -71,5 +73,6 @@ async def page_of(
         cursor=page.cursor,
         limit=page.limit,
         key_of=lambda row: getattr(row, key.key),
+        newest_first=newest_first,
     )
     return Page[Any](items=[out.model_validate(row) for row in rows], next_cursor=next_cursor)

@@ -18,6 +18,8 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
 from pydantic_core import core_schema
 
+from app.errors import InvalidInput, field_error
+
 
 def _document(schema: dict[str, Any], model: type[BaseModel]) -> None:
     """A request body's schema in the OpenAPI document: its `example`, and for a PATCH body
@@ -65,10 +67,26 @@ document declares it not nullable, and `PatchModel.not_nullable` lists it for th
 class PatchModel(InputModel):
     """PATCH bodies: only the fields present change; `null` only where the field allows it."""
 
+    def fields(self) -> dict[str, Any]:
+        """The fields this PATCH sets; `null` for one that cannot be empty is a 422."""
+        fields = self.model_dump(exclude_unset=True)
+        for name in self.not_nullable():
+            if name in fields and fields[name] is None:
+                raise InvalidInput(
+                    f"{name} cannot be null.",
+                    errors=[field_error(["body", name], "cannot be null", "not_nullable")],
+                )
+        return fields
+
     @classmethod
     def not_nullable(cls) -> list[str]:
         """The fields typed `X | Absent`."""
         return [name for name, field in cls.model_fields.items() if _absent(field.annotation)]
+
+
+def changes_between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What an update changed, as its audit event records it: `{field: {from, to}}`."""
+    return {k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]}
 
 
 def _absent(annotation: Any) -> bool:

@@ -16,6 +16,7 @@ from app.db import Database
 from app.migrate import require_head
 from app.permits.idempotency import forget_expired
 from app.permits.lifecycle import expire_overdue
+from app.push.tickets import forget_expired as forget_expired_tickets
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ async def sweep_database(db: Database) -> tuple[int, int]:
             break
     async with db.write() as session, session.begin():
         forgotten = await forget_expired(session)
+        await forget_expired_tickets(session)
     return expired, forgotten
 
 

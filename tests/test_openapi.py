@@ -37,6 +37,7 @@ from app.org.schemas import (
 )
 from app.permits.idempotency import KEY_PATTERN, check_key
 from app.permits.schemas import ApproveBody, CancelBody, DenyBody, PermitCreate, RevokeBody
+from app.push.schemas import WebhookCreate, WebhookUpdate
 from app.schemas import NIP_PATTERN, Trimmed
 
 PROBLEM_JSON = "application/problem+json"
@@ -48,6 +49,14 @@ CREATES = {
     ("post", "/api/v1/units/{code}/delegations"),
     ("post", "/api/v1/api-keys"),
     ("post", "/api/v1/permits"),
+    ("post", "/api/v1/webhooks"),
+}
+ISSUES = {("post", "/api/v1/events/tickets")}
+"""POSTs that hand out something not kept as a resource (a single-use ticket): 200."""
+EITHER_CREDENTIAL = {
+    "/api/v1/authorizations/check",
+    "/api/v1/events/stream",
+    "/api/v1/events/tickets",
 }
 
 Operation = tuple[str, str, dict[str, Any]]
@@ -67,6 +76,8 @@ MODELS: dict[str, type[BaseModel]] = {
         DenyBody,
         CancelBody,
         RevokeBody,
+        WebhookCreate,
+        WebhookUpdate,
     )
 }
 VALID_NIPS = [nip for nip, *_ in EMPLOYEES]
@@ -158,9 +169,11 @@ def test_creates_declare_201_and_other_posts_are_actions(document: dict[str, Any
             assert "200" not in responses, path
             body = operation["requestBody"]["content"]["application/json"]["schema"]
             assert body["$ref"].endswith("Create"), path
+        elif (method, path) in ISSUES:
+            assert "200" in responses, path
         elif method == "post":
             # Anything else that POSTs acts on an existing resource: /…/{id}/<verb>.
-            assert re.fullmatch(r"/api/v1/.+/\{[a-z_]+\}/[a-z]+", path), path
+            assert re.fullmatch(r"/api/v1/.+/\{[a-z_]+\}/[a-z-]+", path), path
             assert "201" not in responses, path
         else:
             assert "201" not in responses, (method, path)
@@ -203,7 +216,7 @@ def test_every_operation_says_which_credential_it_takes(document: dict[str, Any]
     assert schemes["apiKey"]["name"] == "X-API-Key"
     for _method, path, operation in operations(document, "/api/v1/"):
         expected = [{"bearer": []}]
-        if path == "/api/v1/authorizations/check":
+        if path in EITHER_CREDENTIAL:
             expected = [{"bearer": []}, {"apiKey": []}]
         assert operation.get("security") == expected, path
     for path in ("/healthz", "/readyz", "/.well-known/jwks.json"):

@@ -7,7 +7,7 @@ from pydantic import Field
 from app.schemas import InputModel, Name, OutputModel
 from app.timeutil import Instant
 
-Scope = Literal["check"]
+Scope = Literal["check", "events"]
 
 
 class ApiKeyCreate(InputModel):
@@ -18,7 +18,10 @@ class ApiKeyCreate(InputModel):
 
     name: Name
     scopes: list[Scope] = Field(
-        default=["check"], max_length=1, description="`check`, or none: a key that grants nothing."
+        default=["check"],
+        max_length=2,
+        description="`check` (the check endpoints), `events` (the event stream); none: a key "
+        "that grants nothing.",
     )
 
 

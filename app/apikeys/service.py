@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import append_event
-from app.auth.credentials import API_KEY_PREFIX, could_be_key_id, hash_secret
+from app.auth.credentials import API_KEY_PREFIX, hash_secret
 from app.auth.models import ApiKey
 from app.errors import Conflict
-from app.ids import new_id
+from app.ids import could_be_id, new_id
 from app.records import get_or_404
 from app.timeutil import format_instant, utcnow
 
@@ -48,7 +48,7 @@ async def _record(
 
 async def get_api_key(session: AsyncSession, key_id: str, *, for_update: bool = False) -> ApiKey:
     return await get_or_404(
-        session, ApiKey, key_id, "API key", for_update=for_update, could_be=could_be_key_id
+        session, ApiKey, key_id, "API key", for_update=for_update, could_be=could_be_id
     )
 
 

@@ -18,9 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit.chain import GENESIS_HASH, event_hash
 from app.audit.models import AuditEvent
 from app.audit.schemas import ServedEvent
+from app.db import AUDIT_APPENDED
 from app.timeutil import utcnow
 
 SYSTEM_ACTOR = "system"
+NOTIFY_CHANNEL = "izin_siaran_audit"
+"""The PostgreSQL channel a commit that appended audit events notifies."""
 # An arbitrary constant naming "the audit chain" among this database's advisory locks.
 _CHAIN_LOCK_KEY = 0x1_2A51_A4A0
 
@@ -36,8 +39,14 @@ async def append_event(
     """The event of the change pending in `session`: the change is written first, then its
     event, in the same transaction (docs/RULES.md#audit-events)."""
     await session.flush()
+    session.info[AUDIT_APPENDED] = True  # its commit wakes this process' listeners
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
+        # The chain's lock, and a notice to every instance's listeners (app.push.hub),
+        # which PostgreSQL sends only if, and when, this transaction commits.
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(:key), pg_notify(:channel, '')"),
+            {"key": _CHAIN_LOCK_KEY, "channel": NOTIFY_CHANNEL},
+        )
     last = (
         await session.execute(
             select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)

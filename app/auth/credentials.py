@@ -22,21 +22,15 @@ from typing import NamedTuple
 
 from app.auth.tokens import TokenVerifier
 from app.errors import Unauthenticated
+from app.ids import could_be_id
 from app.nip import could_be_nip
 
 API_KEY_PREFIX = "izs"
-KEY_ID_LENGTH = 26
 
 
 def hash_secret(secret: str) -> str:
     """What is stored of an API key's secret (docs/RULES.md#api-keys)."""
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def could_be_key_id(value: str) -> bool:
-    """Key ids are 26 ASCII letters and digits; anything else names no key and is not
-    sent to the database (PostgreSQL rejects some strings, e.g. with a NUL, outright)."""
-    return len(value) == KEY_ID_LENGTH and value.isascii() and value.isalnum()
 
 
 # --- reading: what the request carries ----------------------------------------------
@@ -100,7 +94,7 @@ def presented(headers: CredentialHeaders) -> PresentedKey | PresentedToken:
     if api_key:
         prefix, _, rest = api_key.partition("_")
         key_id, _, secret = rest.partition("_")
-        if prefix != API_KEY_PREFIX or not could_be_key_id(key_id) or not secret:
+        if prefix != API_KEY_PREFIX or not could_be_id(key_id) or not secret:
             raise _invalid_api_key()
         return PresentedKey(key_id, secret)
     if not authorization:

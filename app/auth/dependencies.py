@@ -13,7 +13,7 @@ turn (`app.db.Database.write`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -43,14 +43,26 @@ async def get_principal(request: Request, session: ReadSession) -> Principal:
     row as the ORM reads it in the request's read transaction, and admitted by the rate
     limit as who they are (a refused credential spends its address' failure budget:
     docs/RULES.md#rate-limits)."""
+    return await admitted(request, _verified(request, session))
+
+
+async def admitted(request: Request, verifying: Awaitable[Principal]) -> Principal:
+    """The caller `verifying` yields, admitted by the rate limit as who they are; a refused
+    credential spends its address' failure budget (docs/RULES.md#rate-limits)."""
     limits: RateLimits = request.app.state.rate_limits
     try:
-        principal = await _verified(request, session)
+        principal = await verifying
     except Unauthenticated:
         limits.failed(request.scope)
         raise
     limits.admit(request.scope, principal.actor)
     return principal
+
+
+async def verified_caller(request: Request, session: AsyncSession) -> Principal:
+    """`get_principal` in a session of the caller's choosing (a route that must not hold
+    the request's transaction open, such as the event stream)."""
+    return await admitted(request, _verified(request, session))
 
 
 async def _verified(request: Request, session: AsyncSession) -> Principal:
@@ -101,7 +113,7 @@ API_KEY = APIKeyHeader(
     name="X-API-Key",
     auto_error=False,
     scheme_name="apiKey",
-    description="A service client's API key, `izs_<id>_<secret>` (scope: `check`).",
+    description="A service client's API key, `izs_<id>_<secret>` (scopes: `check`, `events`).",
 )
 DeclaresBearer = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
 DeclaresApiKey = Annotated[str | None, Security(API_KEY)]

@@ -30,7 +30,7 @@ from app.org.schemas import (
     WorkspaceUpdate,
 )
 from app.records import get_or_404, matching
-from app.schemas import PatchModel
+from app.schemas import changes_between
 from app.timeutil import utcnow
 
 OrgRecord = Unit | Workspace | Employee
@@ -117,22 +117,6 @@ def _label(model: type[OrgRecord]) -> str:
     return _KIND[model].capitalize()
 
 
-def _changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    return {k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]}
-
-
-def _patch(body: PatchModel) -> dict[str, Any]:
-    """The fields a PATCH sets; `null` for one that cannot be empty is a 422."""
-    fields = body.model_dump(exclude_unset=True)
-    for name in body.not_nullable():
-        if name in fields and fields[name] is None:
-            raise InvalidInput(
-                f"{name} cannot be null.",
-                errors=[field_error(["body", name], "cannot be null", "not_nullable")],
-            )
-    return fields
-
-
 async def _record(session: AsyncSession, actor: str, obj: OrgRecord, verb: str, data: Any) -> None:
     """The record's change and its audit event (`unit.created`, `employee.updated`, …)."""
     kind = _KIND[type(obj)]
@@ -166,7 +150,7 @@ async def _apply_update(
     before = snapshot(obj)
     for name, value in fields.items():
         setattr(obj, name, value)
-    changes = _changes(before, snapshot(obj))
+    changes = changes_between(before, snapshot(obj))
     if changes:
         obj.updated_at = utcnow()
         await _record(session, actor, obj, "updated", {"changes": changes})
@@ -272,7 +256,7 @@ async def create_unit(session: AsyncSession, actor: str, body: UnitCreate) -> Un
 
 async def update_unit(session: AsyncSession, actor: str, code: str, body: UnitUpdate) -> Unit:
     unit = await get_unit(session, code, for_update=True)
-    fields = _patch(body)
+    fields = body.fields()
     if fields.get("parent_code") is not None and fields["parent_code"] != unit.parent_code:
         await _check_parent(session, unit.code, fields["parent_code"])
     elif fields.get("active") is True and not unit.active and unit.parent_code is not None:
@@ -314,7 +298,7 @@ async def update_workspace(
     session: AsyncSession, actor: str, code: str, body: WorkspaceUpdate
 ) -> Workspace:
     workspace = await get_workspace(session, code, for_update=True)
-    fields = _patch(body)
+    fields = body.fields()
     if "unit_code" in fields and fields["unit_code"] != workspace.unit_code:
         await require_unit(session, fields["unit_code"], ["body", "unit_code"])
     elif fields.get("active") is True and not workspace.active:
@@ -355,7 +339,7 @@ async def create_employee(session: AsyncSession, actor: str, body: EmployeeCreat
 async def update_employee(
     session: AsyncSession, actor: str, nip: str, body: EmployeeUpdate
 ) -> Employee:
-    fields = _patch(body)
+    fields = body.fields()
     if fields.get("active") is False or ("roles" in fields and "admin" not in fields["roles"]):
         # Before the employee's own row is locked: the admins' rows are locked first.
         await _refuse_losing_last_admin(session, nip)

@@ -36,9 +36,7 @@ class WebhookDelivery(Base):
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('pending', 'succeeded', 'failed')", name="delivery_status"
-        ),
+        CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="delivery_status"),
         # The sender's claim: due pending deliveries, soonest first.
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
         # A webhook's deliveries, newest first.

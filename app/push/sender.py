@@ -1,0 +1,307 @@
+"""The webhook sender (docs/RULES.md#delivery): inside every service process, no daemon.
+
+It claims due deliveries from the outbox — on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so
+of several instances exactly one takes each attempt; on SQLite under its one writer — and
+marks each claimed row with a lease (a token, and a `next_attempt_at` past the attempt's
+longest time). Then, outside any transaction, it posts, and records the answer only if the
+lease is still its own. An instance that dies mid-attempt leaves the row to be claimed again
+when the lease runs out: delivery is at least once, and nothing committed is lost.
+
+Each attempt is signed afresh (Standard Webhooks: `webhook-id`, `webhook-timestamp`,
+`webhook-signature`), resolves the URL again and connects to the address it checked,
+follows no redirect, reads no more of the answer than its status, and ends within
+`WEBHOOK_TIMEOUT_SECONDS`. A failure is tried again after each delay of
+`WEBHOOK_RETRY_SCHEDULE_SECONDS`, then marked `failed`. One endpoint has at most
+`WEBHOOK_CONCURRENCY_PER_ENDPOINT` attempts in flight per instance, and its due rows are
+not claimed while it has none to spare, so a slow or dead endpoint never holds up another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy import func, select, update
+
+from app import __version__
+from app.config import Settings
+from app.db import Database
+from app.errors import InvalidInput
+from app.metrics import Metrics
+from app.push.addresses import AddressRules, BlockedAddress, Unresolved, checked_address, parse
+from app.push.models import Webhook, WebhookDelivery
+from app.push.webhooks import INACTIVE, signing_key
+from app.secretbox import SecretBox
+from app.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 2.0
+"""The longest the sender sleeps without being woken: rows written by another process
+that sent no notice (the CLI on SQLite) wait at most this long."""
+LEASE_MARGIN_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed delivery: what an attempt needs, read when it was claimed."""
+
+    id: str
+    webhook_id: str
+    message_id: str
+    payload: str
+    attempts: int  # this attempt's number, from 1
+    lease: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status_code: int | None = None
+    error: str | None = None
+    final: bool = False  # no retry, whatever attempts are left (the webhook is inactive)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def signature(secret: str, message_id: str, timestamp: int, body: str) -> str:
+    """One `v1,<base64 HMAC-SHA256>` entry of `webhook-signature` (Standard Webhooks)."""
+    signed = f"{message_id}.{timestamp}.{body}".encode()
+    digest = hmac.new(signing_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+class Sender:
+    def __init__(
+        self,
+        db: Database,
+        box: SecretBox,
+        settings: Settings,
+        metrics: Metrics,
+        rules: AddressRules,
+    ) -> None:
+        self._db, self._box, self._metrics, self._rules = db, box, metrics, rules
+        self._timeout = settings.webhook_timeout_seconds
+        self._schedule = list(settings.webhook_retry_schedule_seconds)
+        self._per_endpoint = settings.webhook_concurrency_per_endpoint
+        self._capacity = settings.webhook_concurrency
+        self._lease = timedelta(seconds=self._timeout + LEASE_MARGIN_SECONDS)
+        self._in_flight: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wakeup = asyncio.Event()
+        self._client = httpx.AsyncClient(
+            follow_redirects=False,
+            timeout=httpx.Timeout(self._timeout),
+            limits=httpx.Limits(max_connections=self._capacity, max_keepalive_connections=8),
+            headers={"user-agent": f"Izin-Siaran-Webhooks/{__version__}"},
+        )
+        self._loop: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.create_task(self._run(), name="webhook-sender")
+
+    def wake(self) -> None:
+        """Something may be due now (a change committed, an attempt ended)."""
+        self._wakeup.set()
+
+    async def close(self) -> None:
+        """Stop claiming and abandon attempts under way: their leases run out and another
+        instance (or this one, restarted) makes them again."""
+        tasks = [t for t in (self._loop, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._client.aclose()
+
+    # --- claiming ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            self._wakeup.clear()
+            try:
+                jobs = await self._claim()
+                wait = await self._until_due() if not jobs else 0.0
+                failures = 0
+            except Exception:
+                failures += 1
+                log.exception("webhook sender: claiming failed; retrying")
+                jobs, wait = [], min(POLL_SECONDS * failures, 30.0)
+            for job in jobs:
+                self._in_flight[job.webhook_id] += 1
+                task = asyncio.create_task(self._attempt(job), name=f"webhook-{job.id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._wakeup.wait()
+            elif jobs:
+                await asyncio.sleep(0)
+
+    async def _claim(self) -> list[Job]:
+        room = self._capacity - sum(self._in_flight.values())
+        if room <= 0:
+            return []
+        busy = [hook for hook, n in self._in_flight.items() if n >= self._per_endpoint]
+        now = utcnow()
+        statement = (
+            select(WebhookDelivery)
+            .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
+            .order_by(WebhookDelivery.next_attempt_at)
+            .limit(room * 2)
+        )
+        if busy:
+            statement = statement.where(WebhookDelivery.webhook_id.not_in(busy))
+        if self._db.dialect == "postgresql":
+            statement = statement.with_for_update(skip_locked=True)
+        jobs: list[Job] = []
+        async with self._db.write() as session, session.begin():
+            taken = Counter(self._in_flight)
+            for row in (await session.scalars(statement)).all():
+                if taken[row.webhook_id] >= self._per_endpoint:
+                    continue
+                taken[row.webhook_id] += 1
+                row.attempts += 1
+                row.lease = secrets.token_hex(16)
+                row.next_attempt_at = now + self._lease
+                row.last_attempt_at = now
+                jobs.append(
+                    Job(
+                        row.id,
+                        row.webhook_id,
+                        row.message_id,
+                        row.payload,
+                        row.attempts,
+                        row.lease,
+                        row.created_at,
+                    )
+                )
+                if len(jobs) >= room:
+                    break
+        return jobs
+
+    async def _until_due(self) -> float:
+        """Seconds until the next pending delivery is due (at most `POLL_SECONDS`)."""
+        async with self._db.read() as session:
+            due = await session.scalar(
+                select(func.min(WebhookDelivery.next_attempt_at)).where(
+                    WebhookDelivery.status == "pending"
+                )
+            )
+        if due is None:
+            return POLL_SECONDS
+        return min(POLL_SECONDS, max((due - utcnow()).total_seconds(), 0.01))
+
+    # --- attempting ----------------------------------------------------------------------
+
+    async def _attempt(self, job: Job) -> None:
+        try:
+            try:
+                outcome = await self._post(job)
+            except Exception:
+                log.exception("webhook delivery %s: attempt failed unexpectedly", job.id)
+                outcome = Outcome(error="internal_error")
+            await self._finish(job, outcome)
+        except Exception:
+            log.exception("webhook delivery %s: could not record the attempt", job.id)
+        finally:
+            self._in_flight[job.webhook_id] -= 1
+            if self._in_flight[job.webhook_id] <= 0:
+                del self._in_flight[job.webhook_id]
+            self.wake()
+
+    async def _post(self, job: Job) -> Outcome:
+        async with self._db.read() as session:
+            hook = await session.get(Webhook, job.webhook_id)
+        if hook is None or not hook.active:
+            return Outcome(error=INACTIVE, final=True)
+        try:
+            target = parse(hook.url, self._rules)
+            address = await checked_address(target, self._rules)
+        except InvalidInput:  # the settings changed since the URL was accepted
+            return Outcome(error="invalid_url")
+        except BlockedAddress:
+            return Outcome(error="blocked_address")
+        except Unresolved:
+            return Outcome(error="dns_error")
+        keys = [self._box.open(hook.secret_sealed)]
+        if hook.previous_secret_sealed and (hook.previous_secret_until or utcnow()) > utcnow():
+            keys.append(self._box.open(hook.previous_secret_sealed))
+        stamp = int(time.time())
+        url = httpx.URL(hook.url)
+        headers = {
+            "host": url.netloc.decode("ascii"),
+            "content-type": "application/json",
+            "webhook-id": job.message_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": " ".join(
+                signature(key, job.message_id, stamp, job.payload) for key in keys
+            ),
+        }
+        # Connect to the address just checked; TLS still verifies the name in the URL.
+        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._client.stream(
+                    "POST",
+                    url.copy_with(host=str(address)),
+                    content=job.payload.encode(),
+                    headers=headers,
+                    extensions=extensions,
+                ) as response:
+                    return Outcome(status_code=response.status_code)
+        except TimeoutError:
+            return Outcome(error="timeout")
+        except httpx.TimeoutException:
+            return Outcome(error="timeout")
+        except httpx.HTTPError as exc:
+            log.info("webhook delivery %s to %s: %s", job.id, target.host, exc)
+            return Outcome(error="connection_error")
+
+    async def _finish(self, job: Job, outcome: Outcome) -> None:
+        now = utcnow()
+        if outcome.succeeded:
+            state, values = "succeeded", {"succeeded_at": now, "next_attempt_at": None}
+        elif outcome.final or job.attempts > len(self._schedule):
+            state, values = "failed", {"next_attempt_at": None}
+        else:
+            delay = timedelta(seconds=self._schedule[job.attempts - 1])
+            state, values = "retrying", {"next_attempt_at": now + delay}
+        error = outcome.error
+        if error is None and not outcome.succeeded:
+            error = "unexpected_status"
+        async with self._db.write() as session, session.begin():
+            result = await session.execute(
+                update(WebhookDelivery)
+                .where(
+                    WebhookDelivery.id == job.id,
+                    WebhookDelivery.lease == job.lease,
+                    WebhookDelivery.status == "pending",
+                )
+                .values(
+                    status="pending" if state == "retrying" else state,
+                    lease=None,
+                    last_status_code=outcome.status_code,
+                    last_error=error,
+                    **values,
+                )
+            )
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            return  # the lease ran out and another attempt owns the row; it records itself
+        latency = (now - job.created_at).total_seconds() if outcome.succeeded else None
+        self._metrics.delivery(state, latency)
