@@ -174,8 +174,14 @@ class EventStream:
         headers: dict[str, str] | None = None,
         params: dict[str, Any] | None = None,
         path: str = "/api/v1/events/stream",
+        *,
+        stalled: bool = False,
     ) -> None:
         self._app = app
+        # A reader that does not read: the body's first chunk waits until `resume()`.
+        self._flowing = asyncio.Event()
+        if not stalled:
+            self._flowing.set()
         self._headers = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
         self._query = urlencode(params or {}).encode()
         self._path = path
@@ -219,6 +225,7 @@ class EventStream:
                 self.response_headers = {k.decode(): v.decode() for k, v in message["headers"]}
                 self._started.set()
             elif message["type"] == "http.response.body":
+                await self._flowing.wait()
                 self._chunks.put_nowait(message.get("body", b""))
                 if not message.get("more_body", False):
                     self._chunks.put_nowait(None)
@@ -237,6 +244,7 @@ class EventStream:
 
     async def __aexit__(self, *_exc: object) -> None:
         self._disconnect.set()
+        self._flowing.set()
         assert self._task is not None
         try:
             async with asyncio.timeout(10):
@@ -246,6 +254,10 @@ class EventStream:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             raise AssertionError("the stream did not end when the client left") from None
+
+    def resume(self) -> None:
+        """The stalled reader starts reading."""
+        self._flowing.set()
 
     async def body(self) -> bytes:
         """The whole body of a response that ends (a refusal)."""

@@ -15,21 +15,31 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from app.config import Settings
 from app.metrics import router as operator_routes
 from tests.permits_support import Office, permit_body
+from tests.push_support import EventStream
 from tests.support import ADMIN_NIP, Org, assert_problem, delegation_body, make_code, make_nip
 
 pytestmark = pytest.mark.anyio
+
+STREAM = "/api/v1/events/stream"
 
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """Every refused credential here comes from one address: its failure budget
     (docs/RULES.md#rate-limits, proven in test_guard_rails.py) has room for them all."""
-    return settings.model_copy(update={"rate_limit_auth_failures_per_minute": 100_000})
+    return settings.model_copy(
+        update={
+            "rate_limit_auth_failures_per_minute": 100_000,
+            "webhook_allow_http": True,  # the table's webhooks post to a closed local port
+            "webhook_allow_private": True,
+        }
+    )
 
 
 CALLERS = (
@@ -45,17 +55,18 @@ CALLERS = (
     "auditor",
     "admin",
     "key_check",
+    "key_events",
     "key_no_scope",
     "key_revoked",
 )
 EMPLOYEES = CALLERS[1:11]
-KEYS = ("key_check", "key_no_scope", "key_revoked")
+KEYS = ("key_check", "key_events", "key_no_scope", "key_revoked")
 
 
 def table(default: int, **overrides: int) -> dict[str, int]:
     """Expected status per caller: `default` for employees; keys 403; revoked key, anonymous 401."""
     row = dict.fromkeys(EMPLOYEES, default)
-    row.update(anonymous=401, key_check=403, key_no_scope=403, key_revoked=401)
+    row.update(anonymous=401, key_check=403, key_events=403, key_no_scope=403, key_revoked=401)
     row.update(overrides)
     return row
 
@@ -111,10 +122,21 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("get", "/api/v1/permits/{permit_id}/events"): table(
         404, **HIDDEN, requester=403, head=403, plh=403, auditor=200, admin=200
     ),
-    ("get", "/api/v1/authorizations/check"): table(200, key_check=200, key_no_scope=403),
+    ("get", "/api/v1/authorizations/check"): table(200, key_check=200),
     ("get", "/api/v1/audit/events"): table(403, auditor=200, admin=200),
     ("get", "/api/v1/audit/events.csv"): table(403, auditor=200, admin=200),
     ("get", "/api/v1/audit/verify"): table(403, auditor=200, admin=200),
+    ("post", "/api/v1/webhooks"): admin_only(201),
+    ("get", "/api/v1/webhooks"): admin_only(200),
+    ("get", "/api/v1/webhooks/{webhook_id}"): admin_only(200),
+    ("patch", "/api/v1/webhooks/{webhook_id}"): admin_only(200),
+    ("delete", "/api/v1/webhooks/{webhook_id}"): admin_only(200),
+    ("post", "/api/v1/webhooks/{webhook_id}/rotate-secret"): admin_only(200),
+    ("get", "/api/v1/webhooks/{webhook_id}/deliveries"): admin_only(200),
+    ("post", "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): admin_only(202),
+    # Any employee (what they see is narrowed: tests/test_event_stream.py), keys with `events`.
+    ("post", "/api/v1/events/tickets"): table(200, key_events=200),
+    ("get", "/api/v1/events/stream"): table(200, key_events=200),
 }
 
 
@@ -196,6 +218,7 @@ async def build_world(org: Org) -> World:
     world.headers = {caller: org.as_(nip) for caller, nip in nips.items()}
     world.headers["anonymous"] = {}
     world.headers["key_check"] = {"X-API-Key": (await world.fresh_key())["key"]}
+    world.headers["key_events"] = {"X-API-Key": (await world.fresh_key(["events"]))["key"]}
     world.headers["key_no_scope"] = {"X-API-Key": (await world.fresh_key([]))["key"]}
     world.headers["key_revoked"] = {"X-API-Key": revoked["key"]}
     return world
@@ -264,7 +287,28 @@ async def _call(
         return template.replace("{permit_id}", permit), body, {}
     if template == "/api/v1/authorizations/check":
         return template, None, {"nip": office.staff["nip"], "workspace_code": workspace}
+    if template.startswith("/api/v1/webhooks"):
+        return await _webhook_call(world, method, template)
     return template, None, {}
+
+
+async def _webhook_call(
+    world: World, method: str, template: str
+) -> tuple[str, Any, dict[str, str]]:
+    """A webhook (a fresh one: a deactivation or a rotation changes it) that receives
+    `permit.submitted` at a closed local port, and one of its deliveries."""
+    org = world.org
+    body = {"url": "http://127.0.0.1:9/hook", "events": ["permit.submitted"]}
+    if template == "/api/v1/webhooks":
+        return template, body if method == "post" else None, {}
+    response = await org.client.post("/api/v1/webhooks", json=body, headers=org.admin)
+    hook = response.json()["id"]
+    path = template.replace("{webhook_id}", hook)
+    if "{delivery_id}" in template:
+        await world.fresh_permit()
+        listed = await org.client.get(f"/api/v1/webhooks/{hook}/deliveries", headers=org.admin)
+        path = path.replace("{delivery_id}", listed.json()["items"][0]["id"])
+    return path, {"description": "Gerbang"} if method == "patch" else None, {}
 
 
 async def test_the_table_covers_every_route(client: httpx.AsyncClient) -> None:
@@ -288,13 +332,19 @@ async def test_the_table_covers_every_route(client: httpx.AsyncClient) -> None:
         assert set(row) == set(CALLERS)
 
 
-async def test_every_route_and_caller(client: httpx.AsyncClient, org: Org) -> None:
+async def test_every_route_and_caller(client: httpx.AsyncClient, org: Org, app: FastAPI) -> None:
     world = await build_world(org)
     mismatches = []
     for (method, template), row in MATRIX.items():
         for caller in CALLERS:
             expected = row[caller]
             path, body, params = await _call(world, method, template, fresh=200 <= expected < 300)
+            if template == STREAM:  # it never ends: read its status, then leave
+                async with EventStream(app, world.headers[caller], params) as stream:
+                    status = stream.status
+                if status != expected:
+                    mismatches.append((method, template, caller, expected, status, ""))
+                continue
             response = await client.request(
                 method.upper(), path, json=body, params=params, headers=world.headers[caller]
             )

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.responses import StreamingResponse
+from fastapi.sse import KEEPALIVE_COMMENT, format_sse_event
 from sqlalchemy import select
 
 from app.auth.dependencies import (
@@ -226,14 +227,47 @@ def _resume_from(last_event_id: str | None, after: int | None) -> int | None:
     return int(text)
 
 
+class EventStreamResponse(StreamingResponse):
+    """`text/event-stream`, not buffered by proxies. (Not FastAPI's own `EventSourceResponse`:
+    its keep-alive task fails on a client's ordinary disconnect; Starlette's streaming
+    response ends the stream cleanly when the client leaves.)"""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, content: AsyncIterator[bytes]) -> None:
+        super().__init__(content, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+_SSE_ITEM = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "description": "The audit event's `seq`."},
+        "event": {"type": "string", "description": "Its `action`; `close` ends the stream."},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": "The audit event as `GET /api/v1/audit/events` serves it; for "
+            "`close`, `{code, detail}`.",
+        },
+    },
+}
+
+
+def _sse(event: str, data: str, id: int | None = None) -> bytes:
+    return format_sse_event(data_str=data, event=event, id=None if id is None else str(id))
+
+
 @events_router.get(
     "/stream",
-    response_class=EventSourceResponse,
+    status_code=200,
+    response_class=EventStreamResponse,
+    response_model=None,
     responses={
         200: {
-            "description": "Server-Sent Events: `id` (seq), `event` (action), "
-            "`data` (the audit event); `: ping` comments; a last `close` event "
-            "with the reason when the service ends the stream."
+            "description": "Server-Sent Events: `id` (seq), `event` (action), `data` (the "
+            "audit event); `: ping` comments while idle; a last `close` event with the reason "
+            "when the service ends the stream.",
+            "content": {"text/event-stream": {"itemSchema": _SSE_ITEM}},
         }
     },
 )
@@ -252,7 +286,7 @@ async def event_stream(
         int | None,
         Query(ge=0, le=2**62, description="Resume after this audit `seq` (no header needed)."),
     ] = None,
-) -> AsyncIterator[ServerSentEvent]:
+) -> EventStreamResponse:
     """Audit events as they are committed, as Server-Sent Events. Admins, auditors and API
     keys with scope `events` get every event; other employees the `permit.*` events of
     permits they may read. Resume with `Last-Event-ID` (or `?after=`) with no gap and no
@@ -267,25 +301,29 @@ async def event_stream(
     )
     subscriber = hub.subscribe(caller.actor, reader, settings.event_stream_queue_size)
     metrics.subscribers.inc()
-    try:
-        last = subscriber.position if start is None else start
-        while last < subscriber.position:
-            seen, last = await hub.history(subscriber, last)
-            for event in seen:
-                yield ServerSentEvent(id=str(event.seq), event=event.action, raw_data=event.json)
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            last = subscriber.position if start is None else start
+            while last < subscriber.position:
+                seen, last = await hub.history(subscriber, last)
+                for event in seen:
+                    yield _sse(event.action, event.json, event.seq)
+                    metrics.events_sent.inc()
+            while True:
+                live = await subscriber.next(settings.event_stream_ping_seconds)
+                if live is None:
+                    yield KEEPALIVE_COMMENT
+                    continue
+                if live.seq <= last:
+                    continue
+                last = live.seq
+                yield _sse(live.action, live.json, live.seq)
                 metrics.events_sent.inc()
-        while True:
-            live = await subscriber.next(settings.event_stream_ping_seconds)
-            if live is None:
-                yield ServerSentEvent(comment="ping")
-                continue
-            if live.seq <= last:
-                continue
-            last = live.seq
-            yield ServerSentEvent(id=str(live.seq), event=live.action, raw_data=live.json)
-            metrics.events_sent.inc()
-    except Closed as closed:
-        yield ServerSentEvent(event="close", raw_data=closed.body())
-    finally:
-        hub.unsubscribe(subscriber)
-        metrics.subscribers.dec()
+        except Closed as closed:
+            yield _sse("close", closed.body())
+        finally:
+            hub.unsubscribe(subscriber)
+            metrics.subscribers.dec()
+
+    return EventStreamResponse(stream())
