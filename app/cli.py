@@ -117,13 +117,17 @@ def token(
 
 @cli.command()
 def sweep() -> None:
-    """Record `expired` on pending permits whose window has begun; forget idempotency keys
-    older than 24 h. Safe to run on many instances at once (e.g. from cron every minute)."""
+    """Record `expired` on pending permits whose window has begun, and the reminders and
+    escalations now due; forget idempotency keys older than 24 h. Safe to run on many
+    instances at once (e.g. from cron every minute)."""
     from app.sweeper import sweep_once
 
     settings = _settings()
-    expired, forgotten = asyncio.run(sweep_once(settings))
-    typer.echo(f"expired {expired} permit(s); forgot {forgotten} idempotency key(s)")
+    expired, noticed, forgotten = asyncio.run(sweep_once(settings))
+    typer.echo(
+        f"expired {expired} permit(s); recorded {noticed} reminder(s) and escalation(s); "
+        f"forgot {forgotten} idempotency key(s)"
+    )
 
 
 @cli.command()

@@ -1,7 +1,9 @@
-"""Recording expiries, from the CLI (`izin-siaran sweep`) or a periodic in-process task.
+"""Recording what time does to permits, from the CLI (`izin-siaran sweep`) or a periodic
+in-process task (`SWEEP_INTERVAL_SECONDS`, default 30): expiries, reminders and escalations.
 
-Expiry holds on every read whether or not this runs (see `effective_status`);
-the sweep writes it down, with its audit event, so the history says when.
+Expiry and escalation hold on every read whether or not this runs (`effective_status`,
+`is_escalated`); the sweep writes them down, with their audit events (and webhook
+messages), so the history says when. Safe on any number of instances at once.
 """
 
 from __future__ import annotations
@@ -9,34 +11,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.db import Database
 from app.migrate import require_head
 from app.permits.idempotency import forget_expired
-from app.permits.lifecycle import expire_overdue
+from app.permits.lifecycle import expire_overdue, record_notices
 from app.push.tickets import forget_expired as forget_expired_tickets
 
 log = logging.getLogger(__name__)
 
 
-async def sweep_database(db: Database) -> tuple[int, int]:
-    """One pass: (permits expired, idempotency records forgotten)."""
-    expired = 0
-    while True:
-        async with db.write() as session, session.begin():
-            batch = await expire_overdue(session)
-        expired += batch
-        if batch == 0:
-            break
+async def sweep_database(db: Database) -> tuple[int, int, int]:
+    """One pass: (permits expired, reminders and escalations recorded, idempotency records
+    forgotten)."""
+    expired = await _until_none(db, expire_overdue)
+    noticed = await _until_none(db, record_notices)
     async with db.write() as session, session.begin():
         forgotten = await forget_expired(session)
         await forget_expired_tickets(session)
-    return expired, forgotten
+    return expired, noticed, forgotten
 
 
-async def sweep_once(settings: Settings) -> tuple[int, int]:
+async def _until_none(db: Database, step: Callable[[AsyncSession], Awaitable[int]]) -> int:
+    """`step` in one transaction after another until one does nothing; the total."""
+    total = 0
+    while True:
+        async with db.write() as session, session.begin():
+            done = await step(session)
+        total += done
+        if done == 0:
+            return total
+
+
+async def sweep_once(settings: Settings) -> tuple[int, int, int]:
     db = Database.connect(settings.effective_database_url, pool_size=1)
     try:
         await require_head(db.engine)
@@ -49,9 +60,15 @@ async def sweep_forever(db: Database, interval_seconds: float) -> None:
     """The optional periodic task (SWEEP_INTERVAL_SECONDS > 0). Errors are logged, not fatal."""
     while True:
         try:
-            expired, forgotten = await sweep_database(db)
-            if expired or forgotten:
-                log.info("sweep: expired %d permit(s), forgot %d key(s)", expired, forgotten)
+            expired, noticed, forgotten = await sweep_database(db)
+            if expired or noticed or forgotten:
+                log.info(
+                    "sweep: expired %d permit(s), recorded %d reminder(s) and escalation(s), "
+                    "forgot %d key(s)",
+                    expired,
+                    noticed,
+                    forgotten,
+                )
         except Exception:
             log.exception("sweep failed; retrying in %.0f s", interval_seconds)
         await asyncio.sleep(interval_seconds)

@@ -253,6 +253,10 @@ def settings(database_url: str, keyring: KeyRing, tmp_path: Path) -> Settings:
         bootstrap_admin_nips=[ADMIN_NIP],
         log_level="WARNING",
         sweep_interval_seconds=0,  # a test sweeps when it means to (`izin-siaran sweep`)
+        # Off unless a test turns them on (tests/test_escalation.py): most tests' permits
+        # start within the hour, where the defaults would remind and escalate at once.
+        policy_remind_before_start_minutes=0,
+        policy_escalate_before_start_minutes=0,
     )
 
 

@@ -230,7 +230,7 @@ async def test_expired(client: httpx.AsyncClient, org: Org, app: FastAPI) -> Non
     await move_window(app, permit["id"], timedelta(minutes=-2))
     moved = await client.get(f"/api/v1/permits/{permit['id']}", headers=org.admin)
     # Before the sweep records it, and after.
-    for swept in ((1, 0), (0, 0)):
+    for swept in ((1, 0, 0), (0, 0, 0)):
         for answer in await ask.both():
             assert (answer["authorized"], answer["reason"]) == (False, "expired")
             assert answer["permit"] == _summary(moved.json())

@@ -505,7 +505,7 @@ async def test_a_pending_permit_past_its_start_is_expired(
     assert problem["current_status"] == "expired"
     assert "expired" in problem["detail"]
 
-    assert await sweep_database(app.state.db) == (1, 0)
+    assert await sweep_database(app.state.db) == (1, 0, 0)
 
     assert await stored_status(app, permit["id"]) == "expired"
     assert await audit_actions(app, permit["id"]) == [
@@ -524,7 +524,7 @@ async def test_a_pending_permit_past_its_start_is_expired(
     assert_problem(
         await office.act(permit["id"], "approve", office.head["nip"]), 409, "invalid_transition"
     )
-    assert await sweep_database(app.state.db) == (0, 0)
+    assert await sweep_database(app.state.db) == (0, 0, 0)
 
 
 async def test_the_sweep_leaves_other_permits_alone(
@@ -538,7 +538,7 @@ async def test_the_sweep_leaves_other_permits_alone(
     denied = await office.submit(starts_in=timedelta(hours=6))
     await _ok(await office.act(denied["id"], "deny", office.head["nip"], REASON))
     await move_window(app, denied["id"], timedelta(minutes=-5))
-    assert await sweep_database(app.state.db) == (0, 0)
+    assert await sweep_database(app.state.db) == (0, 0, 0)
     for permit, status in ((future, "pending"), (running, "approved"), (denied, "denied")):
         assert await stored_status(app, permit["id"]) == status
 

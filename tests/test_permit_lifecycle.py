@@ -242,7 +242,7 @@ async def test_the_sweep_records_expiry_as_the_tables_system_row(
     stale = await office.client.get(f"/api/v1/permits/{permit['id']}", headers=org.admin)
     assert (stale.json()["status"], stale.json()["version"]) == (row.target, 1)
 
-    assert await sweep_database(app.state.db) == (1, 0)
+    assert await sweep_database(app.state.db) == (1, 0, 0)
 
     read = await office.client.get(f"/api/v1/permits/{permit['id']}", headers=org.admin)
     swept = read.json()
@@ -258,7 +258,7 @@ async def test_the_sweep_records_expiry_as_the_tables_system_row(
         "starts_at": swept["starts_at"],
     }
     # Recorded once: a second sweep finds nothing, and people still cannot act on it.
-    assert await sweep_database(app.state.db) == (0, 0)
+    assert await sweep_database(app.state.db) == (0, 0, 0)
     assert_problem(
         await office.act(permit["id"], "cancel", office.staff["nip"]), 409, "invalid_transition"
     )

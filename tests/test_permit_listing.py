@@ -124,7 +124,7 @@ async def test_status_filters(client: httpx.AsyncClient, org: Org, app: FastAPI)
     await office.act(permits["revoked"], "approve", head)
     await office.act(permits["revoked"], "revoke", head, REASON)
     await move_window(app, permits["swept"], timedelta(minutes=-2))
-    assert await sweep_database(app.state.db) == (1, 0)
+    assert await sweep_database(app.state.db) == (1, 0, 0)
     await move_window(app, permits["overdue"], timedelta(minutes=-1))  # after the sweep
 
     expected = {

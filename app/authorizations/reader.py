@@ -45,7 +45,7 @@ from app.authorizations.rules import COVERING_RANK, COVERING_TIES, LAST_TO_END, 
 from app.permits.approvers import (
     CHAIN_ORDER,
     Approver,
-    approvers,
+    approvers_of,
     chain,
     may_decide,
     units_of,
@@ -87,7 +87,7 @@ class Pair(NamedTuple):
 
 _PERMIT = (
     "p.id, p.requester_nip, p.workspace_code, p.unit_code, p.platform, p.channel, "
-    "p.starts_at, p.ends_at, p.status, p.decided_by, p.closed_by"
+    "p.starts_at, p.ends_at, p.status, p.decided_by, p.closed_by, p.escalates_at"
 )
 _PAIR = {
     "employee": "{t}.requester_nip = :first AND {t}.workspace_code = :second",
@@ -210,6 +210,7 @@ class Candidate:
     status: str
     decided_by: str | None
     closed_by: str | None
+    escalates_at: datetime | None
     requester_active: bool
 
 
@@ -251,7 +252,8 @@ def _reading(rows: Sequence[Any], stamp: Callable[[Any], datetime]) -> Reading:
             status=permit[8],
             decided_by=permit[9],
             closed_by=permit[10],
-            requester_active=bool(permit[11]),
+            escalates_at=None if permit[11] is None else stamp(permit[11]),
+            requester_active=bool(permit[12]),
         )
     return Reading(
         key_secret_sha256=head[0],
@@ -357,6 +359,4 @@ class CheckReader:
         """The permit's approvers now (docs/RULES.md#readers): who may decide or revoke it."""
         self.statements_run += 1
         rows = await self._raw.fetch(APPROVERS, {"code": permit.unit_code, "at": now})
-        return approvers(
-            units_of(rows), unit_code=permit.unit_code, requester_nip=permit.requester_nip
-        )
+        return approvers_of(units_of(rows), permit, now)

@@ -5,6 +5,11 @@ a delegation (Plh/Plt) in force for that unit at decision time. If the requester
 is one of them — or the unit has nobody who could decide — the decision moves
 up to the parent unit, and so on. Nobody ever decides their own permit.
 
+Escalation (docs/RULES.md#escalation): from its `escalates_at` on, a permit still pending
+has, beside those approvers, the approvers one level above the unit whose approvers they
+are (the head there as `parent_head`, its delegates as `plh`/`plt`). It holds by time on
+every read and decision, whether or not the sweep has recorded it (`is_escalated`).
+
 One statement reads a unit and all its ancestors with their deciders (`chain`);
 `approvers` picks from what it read. The ORM path (`ApproverResolver`) and the
 permit read's fast path (`app.permits.reader`) share both.
@@ -15,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -105,27 +110,82 @@ def units_of(rows: Iterable[Sequence[Any]]) -> dict[str, UnitDeciders]:
     return {code: UnitDeciders(parent, deciders) for code, (parent, deciders) in heads.items()}
 
 
-def approvers(
-    units: Mapping[str, UnitDeciders], *, unit_code: str, requester_nip: str
+class Decidable(Protocol):
+    """What a permit's approvers depend on (a `Permit`, or a row read below the ORM)."""
+
+    @property
+    def unit_code(self) -> str: ...
+    @property
+    def requester_nip(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def escalates_at(self) -> datetime | None: ...
+
+
+def is_escalated(permit: Decidable, at: datetime) -> bool:
+    """Escalated at `at`: recorded `pending` and past its `escalates_at`. (Once it has
+    expired nobody decides it, and those it was escalated to keep reading it.)"""
+    return (
+        permit.status == "pending"
+        and permit.escalates_at is not None
+        and (at >= permit.escalates_at)
+    )
+
+
+def approvers_of(
+    units: Mapping[str, UnitDeciders], permit: Decidable, at: datetime
 ) -> list[Approver]:
-    """The employees who may decide a permit of `requester_nip` for a workspace of
-    `unit_code`, from `units` holding that unit and its ancestors."""
-    code: str | None = unit_code
-    escalated = False
+    """Who may decide `permit` at `at`, from `units` holding its unit and the ancestors."""
+    return approvers(
+        units,
+        unit_code=permit.unit_code,
+        requester_nip=permit.requester_nip,
+        escalated=is_escalated(permit, at),
+    )
+
+
+def _deciding_unit(
+    units: Mapping[str, UnitDeciders], code: str | None, requester_nip: str
+) -> tuple[str, list[Approver], bool] | None:
+    """From `code` up, the first unit with deciders other than the requester: its code, its
+    deciders, and whether it is above `code`."""
+    above = False
     for _ in range(MAX_DEPTH):
         unit = units.get(code) if code is not None else None
         if unit is None:
-            break
-        deciders = unit.deciders
-        if deciders and all(d.nip != requester_nip for d in deciders):
-            if escalated:
-                return [
-                    replace(d, capacity="parent_head") if d.capacity == "head" else d
-                    for d in deciders
-                ]
-            return list(deciders)
-        code, escalated = unit.parent_code, True
-    return []
+            return None
+        if unit.deciders and all(d.nip != requester_nip for d in unit.deciders):
+            return code, unit.deciders, above  # type: ignore[return-value]
+        code, above = unit.parent_code, True
+    return None
+
+
+def _as_above(deciders: list[Approver]) -> list[Approver]:
+    return [replace(d, capacity="parent_head") if d.capacity == "head" else d for d in deciders]
+
+
+def approvers(
+    units: Mapping[str, UnitDeciders],
+    *,
+    unit_code: str,
+    requester_nip: str,
+    escalated: bool = False,
+) -> list[Approver]:
+    """The employees who may decide a permit of `requester_nip` for a workspace of
+    `unit_code`, from `units` holding that unit and its ancestors; `escalated`, with the
+    approvers one level above theirs."""
+    found = _deciding_unit(units, unit_code, requester_nip)
+    if found is None:
+        return []
+    code, deciders, above = found
+    chosen = _as_above(deciders) if above else list(deciders)
+    if escalated:
+        higher = _deciding_unit(units, units[code].parent_code, requester_nip)
+        if higher is not None:
+            known = {a.nip for a in chosen}
+            chosen += [a for a in _as_above(higher[1]) if a.nip not in known]
+    return chosen
 
 
 class ApproverResolver:
@@ -140,19 +200,26 @@ class ApproverResolver:
         self._at = at
         self._units: dict[str, UnitDeciders] = {}
 
-    async def resolve(self, *, unit_code: str, requester_nip: str) -> list[Approver]:
-        if unit_code not in self._units:
+    async def resolve(self, permit: Decidable, *, escalated: bool | None = None) -> list[Approver]:
+        """The permit's approvers at the resolver's instant; `escalated` True or False
+        overrides the rule (the sweep names who an escalation adds)."""
+        if permit.unit_code not in self._units:
             result = await self._session.execute(
-                _CHAIN_OF_CODE, {"code": unit_code, "at": self._at}
+                _CHAIN_OF_CODE, {"code": permit.unit_code, "at": self._at}
             )
             self._units.update(units_of(result.all()))
-        return approvers(self._units, unit_code=unit_code, requester_nip=requester_nip)
+        if escalated is None:
+            return approvers_of(self._units, permit, self._at)
+        return approvers(
+            self._units,
+            unit_code=permit.unit_code,
+            requester_nip=permit.requester_nip,
+            escalated=escalated,
+        )
 
 
 async def resolve_approvers(
-    session: AsyncSession, *, unit_code: str, requester_nip: str, at: datetime
+    session: AsyncSession, permit: Decidable, at: datetime
 ) -> list[Approver]:
-    """The employees who may decide a permit of `requester_nip` for a workspace of `unit_code`."""
-    return await ApproverResolver(session, at).resolve(
-        unit_code=unit_code, requester_nip=requester_nip
-    )
+    """The employees who may decide `permit` at `at`."""
+    return await ApproverResolver(session, at).resolve(permit)

@@ -24,7 +24,7 @@ from app.fastpath import (
     no_receive,
     send_json,
 )
-from app.permits.approvers import approvers
+from app.permits.approvers import approvers_of
 from app.permits.lifecycle import effective_status
 from app.permits.presentation import shown
 from app.permits.reader import INSTANTS, PermitReader
@@ -78,9 +78,7 @@ class PermitFastPath(FastPath):
             return False
         if caller is None or permit is None:
             return False
-        deciders = approvers(
-            reading.units, unit_code=permit.unit_code, requester_nip=permit.requester_nip
-        )
+        deciders = approvers_of(reading.units, permit, now)
         if not may_read(permit, caller, deciders) or not self.admitted(scope, caller_name(nip=nip)):
             return False
         body = shown(permit.fields, effective_status(permit, now), deciders)

@@ -29,7 +29,7 @@ from app.audit.service import SYSTEM_ACTOR
 from app.errors import AppError, Conflict, Forbidden, NotFound
 from app.org.models import Employee
 from app.permits import events
-from app.permits.approvers import Approver
+from app.permits.approvers import Approver, ApproverResolver
 from app.permits.facts import HasStatus
 from app.permits.models import Permit
 from app.permits.repository import get_permit, overlapping_approved
@@ -272,6 +272,63 @@ async def expire_overdue(session: AsyncSession, *, batch: int = 500) -> int:
     for permit_id in permit_ids:
         await apply_transition(session, permit_id, "expire")
     return len(permit_ids)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What a permit still pending gets once as its start nears (docs/RULES.md#escalation):
+    an audit event (and its webhook messages) by the system, recorded by the sweep when
+    `due` has passed, before the permit starts. Escalation itself holds by time alone
+    (`app.permits.approvers.is_escalated`): the event records when it began to."""
+
+    action: str
+    due: Literal["remind_at", "escalates_at"]
+    recorded: Literal["reminded_at", "escalated_at"]
+
+
+NOTICES = (
+    Notice("permit.reminder", "remind_at", "reminded_at"),
+    Notice("permit.escalated", "escalates_at", "escalated_at"),
+)
+
+
+async def record_notices(session: AsyncSession, *, batch: int = 500) -> int:
+    """Record up to `batch` due notices of each kind; how many. Safe on many instances:
+    a notice is recorded with the row locked and only where none was, so each once
+    (PostgreSQL skips rows another sweep holds; SQLite has one writer)."""
+    now, count = utcnow(), 0
+    for notice in NOTICES:
+        due, recorded = getattr(Permit, notice.due), getattr(Permit, notice.recorded)
+        statement = (
+            select(Permit)
+            .where(Permit.status == "pending", Permit.starts_at > now, due <= now)
+            .where(recorded.is_(None))
+            .order_by(due)
+            .limit(batch)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            statement = statement.with_for_update(skip_locked=True)
+        resolver = ApproverResolver(session, now)
+        for permit in (await session.scalars(statement)).all():
+            setattr(permit, notice.recorded, now)
+            approvers = await resolver.resolve(permit)
+            data: dict[str, Any] = {"starts_at": format_instant(permit.starts_at)}
+            if notice.recorded == "reminded_at":
+                data["approvers"] = [a.nip for a in approvers]
+            else:
+                before = {a.nip for a in await resolver.resolve(permit, escalated=False)}
+                data["added_approvers"] = [a.nip for a in approvers if a.nip not in before]
+            await events.record(
+                session,
+                permit,
+                actor=SYSTEM_ACTOR,
+                action=notice.action,
+                data=data,
+                status="pending",
+                approvers=approvers,
+            )
+            count += 1
+    return count
 
 
 def _authorised(

@@ -134,9 +134,7 @@ async def list_visible(
             # `approvers` of pending permits, or to decide what a non-privileged caller sees.
             approvers: list[Approver] = []
             if status == "pending" or exact_check:
-                approvers = await resolver.resolve(
-                    unit_code=permit.unit_code, requester_nip=permit.requester_nip
-                )
+                approvers = await resolver.resolve(permit)
             if filters.awaiting_me and not (
                 status == "pending" and any(a.nip == employee.nip for a in approvers)
             ):

@@ -56,8 +56,11 @@ class Permit(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1)
-    # When the sweep recorded the reminder and the escalation (docs/RULES.md#escalation):
-    # each is recorded once; the escalation itself holds by time, recorded or not.
+    # When a permit still pending is reminded of and escalated (docs/RULES.md#escalation),
+    # fixed at submission by the policy then (None: off); and when the sweep recorded each
+    # (once). The escalation holds from `escalates_at` on, recorded or not.
+    remind_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    escalates_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 

@@ -5,7 +5,7 @@ transitions of its lifecycle, which `app.permits.lifecycle` holds as a table and
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,9 +24,15 @@ from app.timeutil import format_instant, utcnow
 
 
 def limits_from(settings: Settings) -> policy.Limits:
+    remind, escalate = (
+        settings.policy_remind_before_start_minutes,
+        settings.policy_escalate_before_start_minutes,
+    )
     return policy.Limits(
         max_duration=timedelta(minutes=settings.policy_max_duration_minutes),
         max_lead=timedelta(days=settings.policy_max_lead_days),
+        remind_before=timedelta(minutes=remind) if remind else None,
+        escalate_before=timedelta(minutes=escalate) if escalate else None,
     )
 
 
@@ -83,6 +89,8 @@ async def submit_permit(
         ends_at=body.ends_at,
         attestations={k: bool(v) for k, v in body.attestations.model_dump().items()},
         status="pending",
+        remind_at=_before(body.starts_at, limits.remind_before),
+        escalates_at=_before(body.starts_at, limits.escalate_before),
         created_at=now,
         updated_at=now,
         version=1,
@@ -90,9 +98,7 @@ async def submit_permit(
     session.add(permit)
     await session.flush()
     # Everything else first: the audit append holds the chain's lock until the commit.
-    approvers = await resolve_approvers(
-        session, unit_code=permit.unit_code, requester_nip=permit.requester_nip, at=now
-    )
+    approvers = await resolve_approvers(session, permit, now)
     status = effective_status(permit, now)
     await events.record(
         session,
@@ -114,3 +120,7 @@ async def submit_permit(
         approvers=approvers,
     )
     return present(permit, status, approvers)
+
+
+def _before(starts_at: datetime, lead: timedelta | None) -> datetime | None:
+    return None if lead is None else starts_at - lead

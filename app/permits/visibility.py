@@ -48,9 +48,7 @@ async def visible_permit(
     for a permit that does not exist (no existence leak)."""
     permit = await get_permit(session, permit_id, for_update=for_update)
     if permit is not None:
-        approvers = await resolve_approvers(
-            session, unit_code=permit.unit_code, requester_nip=permit.requester_nip, at=at
-        )
+        approvers = await resolve_approvers(session, permit, at)
         if may_read(permit, reader, approvers):
             return permit, approvers
     raise NotFound(f"Permit {permit_id} does not exist.")

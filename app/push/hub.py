@@ -150,12 +150,7 @@ class Visibility:
             permit = await self._session.get(Permit, event.subject.removeprefix("permit:"))
             approvers: list[Approver] = []
             if permit is not None:
-                approvers = await resolve_approvers(
-                    self._session,
-                    unit_code=permit.unit_code,
-                    requester_nip=permit.requester_nip,
-                    at=event.at,
-                )
+                approvers = await resolve_approvers(self._session, permit, event.at)
             self._facts[key] = (permit, approvers)
         permit, approvers = self._facts[key]
         return permit is not None and may_read(permit, subscriber.reader, approvers)

@@ -11,6 +11,10 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from app.config import load_settings
+from app.db import UTCDateTime
+from app.permits.service import limits_from
+
 revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
@@ -81,14 +85,50 @@ def upgrade() -> None:
         batch_op.create_index("ix_webhook_deliveries_webhook", ["webhook_id", "id"], unique=False)
 
     with op.batch_alter_table("permits", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("remind_at", TZ, nullable=True))
+        batch_op.add_column(sa.Column("escalates_at", TZ, nullable=True))
         batch_op.add_column(sa.Column("reminded_at", TZ, nullable=True))
         batch_op.add_column(sa.Column("escalated_at", TZ, nullable=True))
+    _schedule_pending()
+
+
+def _schedule_pending() -> None:
+    """Permits pending now get their reminder and escalation instants from the policy in
+    force (as a submission does), so none already waiting is left out."""
+    limits = limits_from(load_settings())
+    permits = sa.table(
+        "permits",
+        sa.column("id", sa.String),
+        sa.column("status", sa.String),
+        sa.column("starts_at", UTCDateTime()),
+        sa.column("remind_at", UTCDateTime()),
+        sa.column("escalates_at", UTCDateTime()),
+    )
+    connection = op.get_bind()
+    rows = connection.execute(
+        sa.select(permits.c.id, permits.c.starts_at).where(permits.c.status == "pending")
+    ).all()
+    for permit_id, starts_at in rows:
+        connection.execute(
+            permits.update()
+            .where(permits.c.id == permit_id)
+            .values(
+                remind_at=None
+                if limits.remind_before is None
+                else starts_at - limits.remind_before,
+                escalates_at=(
+                    None if limits.escalate_before is None else starts_at - limits.escalate_before
+                ),
+            )
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("permits", schema=None) as batch_op:
         batch_op.drop_column("escalated_at")
         batch_op.drop_column("reminded_at")
+        batch_op.drop_column("escalates_at")
+        batch_op.drop_column("remind_at")
 
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.drop_index("ix_webhook_deliveries_webhook")
