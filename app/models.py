@@ -4,8 +4,9 @@ from app.audit.models import AuditEvent
 from app.auth.models import ApiKey
 from app.db import Base
 from app.org.models import Delegation, Employee, Unit, Workspace
+from app.outbox.models import Webhook, WebhookDelivery
 from app.permits.models import IdempotencyRecord, Permit
-from app.push.models import EventTicket, Webhook, WebhookDelivery
+from app.push.models import EventTicket
 
 __all__ = [
     "ApiKey",

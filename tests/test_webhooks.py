@@ -18,8 +18,8 @@ from sqlalchemy import select
 from app.config import Settings
 from app.main import create_app
 from app.org.models import Employee
+from app.outbox.models import Webhook, WebhookDelivery
 from app.permits.lifecycle import apply_transition
-from app.push.models import Webhook, WebhookDelivery
 from tests.permits_support import Office
 from tests.push_support import Receiver, eventually
 from tests.support import ADMIN_NIP, Org, assert_problem, serving

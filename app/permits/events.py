@@ -12,11 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.models import AuditEvent
 from app.audit.service import append_event
+from app.outbox import writer as outbox
 from app.permits.approvers import Approver
 from app.permits.models import Permit
 from app.permits.presentation import present
 from app.permits.vocabulary import PERMIT_EVENTS
-from app.push import outbox
 
 
 async def record(

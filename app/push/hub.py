@@ -166,6 +166,8 @@ class Hub:
         self.last_seq = 0
         self._task: asyncio.Task[None] | None = None
         self._listen_task: asyncio.Task[None] | None = None
+        self._connection: asyncpg.Connection | None = None
+        self._lost = asyncio.Event()
 
     # --- life ----------------------------------------------------------------------------
 
@@ -175,6 +177,10 @@ class Hub:
         self._db.committed.append(self.wake)
         self._task = asyncio.create_task(self._run(), name="event-hub")
         if self._db.dialect == "postgresql":
+            try:
+                self._connection = await self._connect()
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                log.warning("event hub: LISTEN connection failed (%s); retrying", exc)
             self._listen_task = asyncio.create_task(self._listen(), name="event-hub-listen")
 
     async def close(self) -> None:
@@ -187,6 +193,10 @@ class Hub:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close(timeout=1)
+            self._connection = None
 
     def wake(self) -> None:
         """Audit events may have been committed."""
@@ -298,27 +308,30 @@ class Hub:
 
     # --- PostgreSQL: LISTEN ---------------------------------------------------------------
 
+    async def _connect(self) -> asyncpg.Connection:
+        """A connection that LISTENs, and an event set when it is lost."""
+        connection = await asyncpg.connect(asyncpg_dsn(self._url), timeout=5)
+        self._lost = asyncio.Event()
+        connection.add_termination_listener(lambda _c, lost=self._lost: lost.set())
+        await connection.add_listener(NOTIFY_CHANNEL, lambda *_args: self.wake())
+        return connection
+
     async def _listen(self) -> None:
-        """Hold a connection that LISTENs; on losing it, connect again (and look, since a
-        notice may have been missed meanwhile)."""
+        """Hold the LISTEN connection; on losing it, connect again (and look, since a notice
+        may have been missed meanwhile). The first is made by `start`, so the service
+        listens before it serves, and no shutdown interrupts a connect in progress."""
         delay = 0.5
         while True:
-            connection: asyncpg.Connection | None = None
+            if self._connection is not None:
+                await self._lost.wait()
+                with contextlib.suppress(Exception):
+                    await self._connection.close(timeout=1)
+                self._connection = None
+            await asyncio.sleep(delay)
             try:
-                connection = await asyncpg.connect(asyncpg_dsn(self._url), timeout=5)
-                lost = asyncio.Event()
-                connection.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await connection.add_listener(NOTIFY_CHANNEL, lambda *_args: self.wake())
+                self._connection = await self._connect()
                 self.wake()
                 delay = 0.5
-                await lost.wait()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
                 log.warning("event hub: LISTEN connection failed (%s); retrying", exc)
-            finally:
-                if connection is not None and not connection.is_closed():
-                    with contextlib.suppress(Exception):
-                        await connection.close(timeout=1)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+                delay = min(delay * 2, 10.0)

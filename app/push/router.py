@@ -25,11 +25,11 @@ from app.db import Database, ReadSession, transaction
 from app.errors import API_PROBLEMS, Forbidden, InvalidInput, created_links, field_error
 from app.errors import problem_responses as problems
 from app.metrics import Metrics
+from app.outbox.models import Webhook, WebhookDelivery
 from app.pagination import Page, PageParams
 from app.push import tickets, webhooks
 from app.push.addresses import AddressRules, check_new_url
 from app.push.hub import Closed, Hub, Reader
-from app.push.models import Webhook, WebhookDelivery
 from app.push.schemas import (
     DeliveryOut,
     RotatedSecret,

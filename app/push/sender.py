@@ -38,8 +38,15 @@ from app.config import Settings
 from app.db import Database
 from app.errors import InvalidInput
 from app.metrics import Metrics
-from app.push.addresses import AddressRules, BlockedAddress, Unresolved, checked_address, parse
-from app.push.models import Webhook, WebhookDelivery
+from app.outbox.models import Webhook, WebhookDelivery
+from app.push.addresses import (
+    RESOLVE_SECONDS,
+    AddressRules,
+    BlockedAddress,
+    Unresolved,
+    checked_address,
+    parse,
+)
 from app.push.webhooks import INACTIVE, signing_key
 from app.secretbox import SecretBox
 from app.timeutil import utcnow
@@ -49,7 +56,9 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 2.0
 """The longest the sender sleeps without being woken: rows written by another process
 that sent no notice (the CLI on SQLite) wait at most this long."""
-LEASE_MARGIN_SECONDS = 30.0
+LEASE_MARGIN_SECONDS = RESOLVE_SECONDS + 5.0
+"""How long past its timeout an attempt may take (resolving, recording) before its lease
+lapses and another instance may make it again (at least once: a duplicate, never a loss)."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit.service import append_event
 from app.errors import Conflict, NotFound
 from app.ids import could_be_id, new_id
-from app.push.models import Webhook, WebhookDelivery
+from app.outbox.models import Webhook, WebhookDelivery
 from app.push.schemas import WebhookCreate, WebhookUpdate
 from app.records import get_or_404
 from app.schemas import changes_between

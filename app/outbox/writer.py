@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.models import AuditEvent
 from app.ids import new_id
-from app.push.models import Webhook, WebhookDelivery
+from app.outbox.models import Webhook, WebhookDelivery
 from app.timeutil import format_instant
 
 ALL_EVENTS = "*"
