@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -113,6 +113,15 @@ def token(
         typer.echo(f"{nip} is not a valid NIP: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(load_or_create_signer(settings.data_dir).mint(settings, nip, minutes=minutes))
+
+
+@cli.command("secrets-key")
+def secrets_key() -> None:
+    """Print a new SECRETS_KEY (a Fernet key). To rotate, set SECRETS_KEY=<new>,<old>: the
+    first seals, every one opens."""
+    from app.secretbox import new_key
+
+    typer.echo(new_key())
 
 
 @cli.command()
@@ -230,6 +239,138 @@ def audit_head() -> None:
         return f"{newest.seq} {newest.hash} {newest.at}"
 
     typer.echo(asyncio.run(head()))
+
+
+webhooks_cli = typer.Typer(
+    help="Webhooks and their deliveries, read from the database (docs/RULES.md#webhooks).",
+    no_args_is_help=True,
+)
+cli.add_typer(webhooks_cli, name="webhooks")
+
+
+def _database(settings: Settings) -> Any:
+    from app.db import Database
+
+    return Database.connect(
+        settings.effective_database_url, pool_size=1, timeout=settings.database_timeout_seconds
+    )
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    )
+
+
+@webhooks_cli.command("list")
+def webhooks_list() -> None:
+    """Every webhook, with how many of its deliveries are pending and failed."""
+    from sqlalchemy import func, select
+
+    from app.outbox.models import Webhook, WebhookDelivery
+
+    async def listing() -> list[list[str]]:
+        db = _database(_settings())
+        try:
+            async with db.read() as session:
+                counts = {
+                    (hook, status): n
+                    for hook, status, n in await session.execute(
+                        select(
+                            WebhookDelivery.webhook_id, WebhookDelivery.status, func.count()
+                        ).group_by(WebhookDelivery.webhook_id, WebhookDelivery.status)
+                    )
+                }
+                hooks = (await session.scalars(select(Webhook).order_by(Webhook.id))).all()
+                return [
+                    [
+                        h.id,
+                        "active" if h.active else "inactive",
+                        str(counts.get((h.id, "pending"), 0)),
+                        str(counts.get((h.id, "failed"), 0)),
+                        ",".join(h.events),
+                        h.url,
+                    ]
+                    for h in hooks
+                ]
+        finally:
+            await db.dispose()
+
+    rows = asyncio.run(listing())
+    typer.echo(_table(rows, ["id", "state", "pending", "failed", "events", "url"]))
+
+
+@webhooks_cli.command("failed")
+def webhooks_failed(
+    webhook: Annotated[str | None, typer.Option(help="Only this webhook's.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first.")] = 50,
+) -> None:
+    """Failed deliveries, newest first: what `redeliver` can send again."""
+    from sqlalchemy import select
+
+    from app.outbox.models import WebhookDelivery
+    from app.timeutil import format_instant
+
+    async def failed() -> list[list[str]]:
+        db = _database(_settings())
+        try:
+            async with db.read() as session:
+                statement = select(WebhookDelivery).where(WebhookDelivery.status == "failed")
+                if webhook is not None:
+                    statement = statement.where(WebhookDelivery.webhook_id == webhook)
+                rows = await session.scalars(
+                    statement.order_by(WebhookDelivery.id.desc()).limit(limit)
+                )
+                return [
+                    [
+                        d.id,
+                        d.webhook_id,
+                        d.event_type,
+                        str(d.attempts),
+                        str(d.last_status_code or "-"),
+                        d.last_error or "-",
+                        format_instant(d.created_at),
+                    ]
+                    for d in rows
+                ]
+        finally:
+            await db.dispose()
+
+    rows = asyncio.run(failed())
+    header = ["delivery", "webhook", "event", "attempts", "status", "error", "created_at"]
+    typer.echo(_table(rows, header))
+
+
+@webhooks_cli.command("redeliver")
+def webhooks_redeliver(
+    delivery: Annotated[str, typer.Argument(help="The delivery's id (see `failed`).")],
+) -> None:
+    """Send a delivery's message again (the same `webhook-id` and body), as a new delivery;
+    audited as `webhook.redelivered` by `system`. A running service sends it."""
+    from app.audit.service import SYSTEM_ACTOR
+    from app.errors import AppError
+    from app.outbox.models import WebhookDelivery
+    from app.push.webhooks import redeliver
+
+    async def again() -> str:
+        db = _database(_settings())
+        try:
+            async with db.write() as session, session.begin():
+                row = await session.get(WebhookDelivery, delivery)
+                if row is None:
+                    raise typer.BadParameter(f"no delivery {delivery}")
+                new = await redeliver(session, SYSTEM_ACTOR, row.webhook_id, delivery)
+                return new.id
+        finally:
+            await db.dispose()
+
+    try:
+        typer.echo(f"queued as delivery {asyncio.run(again())}")
+    except AppError as exc:
+        typer.echo(exc.detail, err=True)
+        raise typer.Exit(1) from None
 
 
 def main() -> None:

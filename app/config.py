@@ -6,6 +6,8 @@ message naming the setting, rather than failing later on a request.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 from pathlib import Path
 from typing import Annotated, Literal
@@ -118,6 +120,17 @@ class Settings(BaseSettings):
             raise ValueError("every delay must be more than 0 and at most 604800 seconds")
         return value
 
+    @field_validator("secrets_key")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr) -> SecretStr:
+        for part in value.get_secret_value().split(","):
+            if part.strip() and len(_urlsafe_b64(part.strip())) != 32:
+                raise ValueError(
+                    "must be Fernet keys (url-safe base64 of 32 bytes), comma-separated; "
+                    "make one with `izin-siaran secrets-key`"
+                )
+        return value
+
     @field_validator("cors_origins")
     @classmethod
     def _origins(cls, value: list[str]) -> list[str]:
@@ -181,6 +194,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'izin-siaran.db').resolve()}"
+
+
+def _urlsafe_b64(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text.encode())
+    except (ValueError, binascii.Error):
+        return b""
 
 
 class SettingsError(RuntimeError):

@@ -47,9 +47,10 @@ from app.push.hub import Hub
 from app.push.router import events_router
 from app.push.router import router as webhooks_router
 from app.push.sender import Sender
+from app.push.webhooks import check_secrets_key
 from app.ratelimit import RateLimitMiddleware, RateLimits
 from app.rawdb import RawReader, open_raw_reader
-from app.secretbox import load_secret_box
+from app.secretbox import SecretsKeyError, load_secret_box
 from app.sweeper import periodic_sweep
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.token_verifier = TokenVerifier(settings, keys)
         app.state.db = db
         app.state.secret_box = box = load_secret_box(settings)
+        async with db.read() as session:
+            try:
+                await check_secrets_key(session, box)
+            except SecretsKeyError as exc:
+                log.error("%s; webhook deliveries will fail until it is fixed", exc)
         app.state.address_rules = rules = AddressRules(
             allow_http=settings.webhook_allow_http, allow_private=settings.webhook_allow_private
         )

@@ -6,6 +6,7 @@ service's signer.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import threading
 from typing import Any
@@ -20,6 +21,7 @@ from app.main import create_app
 from app.org.models import Employee
 from app.outbox.models import Webhook, WebhookDelivery
 from app.permits.lifecycle import apply_transition
+from tests.conftest import run_cli
 from tests.permits_support import Office
 from tests.push_support import Receiver, eventually
 from tests.support import ADMIN_NIP, Org, assert_problem, serving
@@ -360,3 +362,53 @@ async def test_each_attempt_checks_the_address_again(settings: Settings, tokens:
 def _client(application: FastAPI) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=application)
     return httpx.AsyncClient(transport=transport, base_url="http://izin-siaran.test")
+
+
+async def test_the_cli_lists_failed_deliveries_and_sends_one_again(
+    client: httpx.AsyncClient, org: Org, settings: Settings
+) -> None:
+    office = await Office.create(org)
+    env = {"DATABASE_URL": settings.effective_database_url, "DATA_DIR": str(settings.data_dir)}
+    with Receiver(answers=[500, 500, 500]) as receiver:
+        hook = await create_hook(org, receiver.url, ["permit.submitted"])
+        await office.submit()
+        rows = await settled(org, hook["id"], receiver, 3)
+        listed = await asyncio.to_thread(run_cli, "webhooks", "list", env=env)
+        assert listed.returncode == 0, listed.stderr
+        line = next(li for li in listed.stdout.splitlines() if li.startswith(hook["id"]))
+        assert line.split()[:4] == [hook["id"], "active", "0", "1"]
+        failed = await asyncio.to_thread(run_cli, "webhooks", "failed", env=env)
+        assert rows[0]["id"] in failed.stdout
+        assert "permit.submitted" in failed.stdout
+        again = await asyncio.to_thread(run_cli, "webhooks", "redeliver", rows[0]["id"], env=env)
+        assert again.returncode == 0, again.stderr
+        got = await receiver.count(4)  # the running service sends it
+        missing = await asyncio.to_thread(run_cli, "webhooks", "redeliver", "nope", env=env)
+    assert got[3].headers["webhook-id"] == got[0].headers["webhook-id"]
+    assert missing.returncode != 0
+    trail = await audit_trail_of(client, org, f"webhook:{hook['id']}")
+    assert [(e["action"], e["actor"]) for e in trail][-1] == ("webhook.redelivered", "system")
+
+
+async def test_an_instance_with_another_secrets_key_says_so(
+    settings: Settings, tokens: Any
+) -> None:
+    """Instances with separate data folders must share SECRETS_KEY: one that does not cannot
+    sign, and each attempt says why (`secrets_key_mismatch`) instead of sending unsigned."""
+    with Receiver() as receiver:
+        async with serving(create_app(settings)) as first, _client(first) as http:
+            org = Org(http, tokens)
+            office = await Office.create(org)
+            hook = await create_hook(org, receiver.url, ["permit.submitted"])
+        other = settings.model_copy(update={"data_dir": settings.data_dir.parent / "other"})
+        async with serving(create_app(other)) as second, _client(second) as http:
+            office.org = org = Org(http, tokens)
+            await office.submit()
+
+            async def attempted() -> list[dict[str, Any]] | None:
+                rows = await deliveries(org, hook["id"])
+                return rows if rows and rows[0]["last_error"] else None
+
+            rows = await eventually(attempted)
+    assert rows[0]["last_error"] == "secrets_key_mismatch"
+    assert receiver.received == []

@@ -48,7 +48,7 @@ from app.push.addresses import (
     parse,
 )
 from app.push.webhooks import INACTIVE, signing_key
-from app.secretbox import SecretBox
+from app.secretbox import SecretBox, SecretsKeyError
 from app.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -248,9 +248,13 @@ class Sender:
             return Outcome(error="blocked_address")
         except Unresolved:
             return Outcome(error="dns_error")
-        keys = [self._box.open(hook.secret_sealed)]
-        if hook.previous_secret_sealed and (hook.previous_secret_until or utcnow()) > utcnow():
-            keys.append(self._box.open(hook.previous_secret_sealed))
+        try:
+            keys = [self._box.open(hook.secret_sealed)]
+            if hook.previous_secret_sealed and (hook.previous_secret_until or utcnow()) > utcnow():
+                keys.append(self._box.open(hook.previous_secret_sealed))
+        except SecretsKeyError as exc:
+            log.error("webhook %s: %s", hook.id, exc)
+            return Outcome(error="secrets_key_mismatch")
         stamp = int(time.time())
         url = httpx.URL(hook.url)
         headers = {

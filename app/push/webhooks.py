@@ -11,7 +11,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import append_event
@@ -174,3 +174,11 @@ async def redeliver(
         {"delivery_id": old.id, "new_delivery_id": again.id, "message_id": old.message_id},
     )
     return again
+
+
+async def check_secrets_key(session: AsyncSession, box: SecretBox) -> None:
+    """Say at start-up, not at the first delivery, that this instance's SECRETS_KEY cannot
+    open the secrets stored with another key (docs/SECURITY.md#secrets-key)."""
+    sealed = await session.scalar(select(Webhook.secret_sealed).where(Webhook.active).limit(1))
+    if sealed is not None:
+        box.open(sealed)
