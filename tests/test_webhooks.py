@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,6 +30,7 @@ from tests.support import ADMIN_NIP, Org, assert_problem, serving
 pytestmark = pytest.mark.anyio
 
 HOOKS = "/api/v1/webhooks"
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 @pytest.fixture
@@ -412,3 +414,19 @@ async def test_an_instance_with_another_secrets_key_says_so(
             rows = await eventually(attempted)
     assert rows[0]["last_error"] == "secrets_key_mismatch"
     assert receiver.received == []
+
+
+async def test_the_readme_s_receiver_verifies_a_delivery(org: Org) -> None:
+    """The README's five-line receiver (standard library only) accepts a real delivery and
+    refuses it once a byte changes."""
+    code = README.read_text().split("```python\n", 1)[1].split("```", 1)[0]
+    assert "def verify(" in code
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 (the docs' own example)
+    office = await Office.create(org)
+    with Receiver() as receiver:
+        hook = await create_hook(org, receiver.url, ["permit.submitted"])
+        await office.submit()
+        got = (await receiver.count(1))[0]
+    assert namespace["verify"](hook["secret"], got.headers, got.body)
+    assert not namespace["verify"](hook["secret"], got.headers, got.body + b" ")
