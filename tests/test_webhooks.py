@@ -136,6 +136,10 @@ async def test_retries_keep_the_message_id_and_sign_each_attempt_afresh(
     for request in got:
         request.verified(hook["secret"])
     assert len(rows) == 1
+    metrics = (await client.get("/metrics")).text
+    assert 'izin_siaran_webhook_deliveries_total{outcome="retrying"} 2.0' in metrics
+    assert 'izin_siaran_webhook_deliveries_total{outcome="succeeded"} 1.0' in metrics
+    assert "izin_siaran_webhook_delivery_latency_seconds_count 1.0" in metrics
     assert rows[0] | {"id": None, "created_at": None, "audit_seq": None} == {
         "id": None,
         "webhook_id": hook["id"],
