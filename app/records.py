@@ -19,6 +19,8 @@ from sqlalchemy.orm import InstrumentedAttribute
 from app.db import Base
 from app.errors import NotFound
 from app.pagination import Page, PageRequest, keyset_page
+from app.schemas import changes_between
+from app.timeutil import utcnow
 
 Record = TypeVar("Record", bound=Base)
 Row = TypeVar("Row")
@@ -76,3 +78,18 @@ async def page_of(
         newest_first=newest_first,
     )
     return Page[Any](items=[out.model_validate(row) for row in rows], next_cursor=next_cursor)
+
+
+def apply_changes(
+    record: Any, fields: dict[str, Any], snapshot: Callable[[Any], dict[str, Any]]
+) -> dict[str, Any]:
+    """Set a PATCH's `fields` on `record`; what changed, as its `*.updated` audit event
+    records it (`{field: {from, to}}`, by `snapshot`), and if anything did, `updated_at`
+    is now."""
+    before = snapshot(record)
+    for name, value in fields.items():
+        setattr(record, name, value)
+    changes = changes_between(before, snapshot(record))
+    if changes:
+        record.updated_at = utcnow()
+    return changes

@@ -29,8 +29,7 @@ from app.org.schemas import (
     WorkspaceFilters,
     WorkspaceUpdate,
 )
-from app.records import get_or_404, matching
-from app.schemas import changes_between
+from app.records import apply_changes, get_or_404, matching
 from app.timeutil import utcnow
 
 OrgRecord = Unit | Workspace | Employee
@@ -147,12 +146,8 @@ async def _apply_update(
     session: AsyncSession, actor: str, obj: OrgRecord, fields: dict[str, Any]
 ) -> None:
     """Set `fields`; if anything changed, the record is updated now, with its audit event."""
-    before = snapshot(obj)
-    for name, value in fields.items():
-        setattr(obj, name, value)
-    changes = changes_between(before, snapshot(obj))
+    changes = apply_changes(obj, fields, snapshot)
     if changes:
-        obj.updated_at = utcnow()
         await _record(session, actor, obj, "updated", {"changes": changes})
 
 

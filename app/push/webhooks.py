@@ -19,8 +19,7 @@ from app.errors import Conflict, NotFound
 from app.ids import could_be_id, new_id
 from app.outbox.models import Webhook, WebhookDelivery
 from app.push.schemas import WebhookCreate, WebhookUpdate
-from app.records import get_or_404
-from app.schemas import changes_between
+from app.records import apply_changes, get_or_404
 from app.secretbox import SecretBox
 from app.timeutil import format_instant, utcnow
 
@@ -94,12 +93,8 @@ async def update_webhook(
     fields = body.fields()
     if "events" in fields:
         fields["events"] = list(dict.fromkeys(fields["events"]))
-    before = snapshot(hook)
-    for name, value in fields.items():
-        setattr(hook, name, value)
-    changes = changes_between(before, snapshot(hook))
+    changes = apply_changes(hook, fields, snapshot)
     if changes:
-        hook.updated_at = utcnow()
         if changes.get("active", {}).get("to") is False:
             await _end_pending(session, hook.id)
         await _record(session, actor, hook, "updated", {"changes": changes})
