@@ -9,6 +9,8 @@ import typer
 
 from app.config import Settings, SettingsError, load_settings
 
+SHUTDOWN_GRACE_SECONDS = 5
+
 cli = typer.Typer(
     name="izin-siaran",
     help="Izin Siaran: live-stream permits under SE Bupati Kepulauan Anambas 47/2025.",
@@ -81,6 +83,9 @@ def serve(
         log_config=None,
         # X-Forwarded-For is read by the app, and only from TRUSTED_PROXIES (app.main).
         proxy_headers=False,
+        # Event streams never end by themselves: on a stop, requests still open after this
+        # are ended (a stream's client resumes elsewhere with Last-Event-ID).
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
 
 

@@ -198,3 +198,18 @@ async def test_an_instance_killed_mid_delivery_loses_nothing(
     assert got[1].verified(secret)["data"]["permit"]["id"] == permit
     assert rows[0]["attempts"] == 2
     assert rows[0]["status"] in {"succeeded", "pending"}  # recorded just after the answer
+
+
+async def test_a_stopping_server_ends_its_streams(
+    instances: list[ServerProcess], tokens: Tokens
+) -> None:
+    """Streams never end by themselves; a stop (SIGTERM) still ends in seconds, and the
+    client sees its stream end (to resume elsewhere with Last-Event-ID)."""
+    server = instances[0]
+    async with http_stream(server.base_url, tokens.auth(ADMIN_NIP)) as next_event:
+        stopped = time.monotonic()
+        server.process.terminate()
+        with pytest.raises((httpx.HTTPError, StopAsyncIteration)):
+            await next_event(15)
+        await asyncio.to_thread(server.process.wait, 15)
+    assert time.monotonic() - stopped < 12

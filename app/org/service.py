@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, exists, select
+from sqlalchemy import Select, exists, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,6 +36,8 @@ OrgRecord = Unit | Workspace | Employee
 New = TypeVar("New", Unit, Workspace, Employee)
 
 # What the audit trail calls each kind of record, and which of its fields it keeps.
+# An arbitrary constant naming "the bootstrap of admins" among the database's advisory locks.
+_BOOTSTRAP_LOCK = 0x1_2A51_B007
 _KIND: dict[type[OrgRecord], str] = {Unit: "unit", Workspace: "workspace", Employee: "employee"}
 _AUDITED: dict[type[OrgRecord], tuple[str, ...]] = {
     Unit: ("code", "name", "parent_code", "head_nip", "active"),
@@ -357,7 +359,11 @@ async def update_employee(
 
 
 async def ensure_admins(session: AsyncSession, nips: Sequence[str]) -> None:
-    """BOOTSTRAP_ADMIN_NIPS: each exists, active, with the admin role."""
+    """BOOTSTRAP_ADMIN_NIPS: each exists, active, with the admin role. Instances starting
+    at once on a new database take turns (a transaction-scoped lock on PostgreSQL; SQLite
+    has one writer), so the second finds what the first made."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _BOOTSTRAP_LOCK})
     for nip in nips:
         employee = await session.get(Employee, nip, with_for_update=True)
         if employee is None:

@@ -1,0 +1,51 @@
+"""Instances starting at once on a new database each make sure of the bootstrap admins
+(BOOTSTRAP_ADMIN_NIPS): the second to insert one finds it made, and starts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import func, select, text
+
+from app.audit.models import AuditEvent
+from app.config import Settings
+from app.db import Database
+from app.org.service import ensure_admins
+from tests.support import make_nip
+
+pytestmark = pytest.mark.anyio
+
+_WAITING = text(
+    "SELECT count(*) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
+
+
+async def test_two_starts_at_once_make_one_admin(backend: str, settings: Settings) -> None:
+    nip = make_nip()
+    first, second = (Database.connect(settings.effective_database_url) for _ in range(2))
+    try:
+        async with first.write() as session:
+            await session.begin()
+            await ensure_admins(session, [nip])  # made, not yet committed
+
+            async def other_start() -> None:
+                async with second.write() as other, other.begin():
+                    await ensure_admins(other, [nip])
+
+            racing = asyncio.create_task(other_start())
+            if backend == "postgresql":  # the other start waits for this one's turn
+                async with second.engine.connect() as probe:
+                    while not await probe.scalar(_WAITING):  # noqa: ASYNC110 (polling the server)
+                        await asyncio.sleep(0.01)
+            await session.commit()
+        await racing
+        async with first.read() as session:
+            made = await session.scalar(
+                select(func.count()).where(AuditEvent.subject == f"employee:{nip}")
+            )
+    finally:
+        await first.dispose()
+        await second.dispose()
+    assert made == 1
