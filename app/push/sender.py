@@ -72,6 +72,8 @@ class Job:
     attempts: int  # this attempt's number, from 1
     lease: str
     created_at: datetime
+    url: str
+    keys: tuple[str, ...] | None  # the secrets that sign it; None: SECRETS_KEY opens none
 
 
 @dataclass(frozen=True)
@@ -117,9 +119,14 @@ class Sender:
             headers={"user-agent": f"Izin-Siaran-Webhooks/{__version__}"},
         )
         self._loop: asyncio.Task[None] | None = None
+        self._recorder: asyncio.Task[None] | None = None
+        self._outcomes: list[tuple[Job, Outcome, datetime]] = []
+        self._to_record = asyncio.Event()
+        self._opened: dict[str, str] = {}  # sealed secret -> secret, read once
 
     def start(self) -> None:
         self._loop = asyncio.create_task(self._run(), name="webhook-sender")
+        self._recorder = asyncio.create_task(self._record_forever(), name="webhook-recorder")
 
     def wake(self) -> None:
         """Something may be due now (a change committed, an attempt ended)."""
@@ -128,12 +135,14 @@ class Sender:
     async def close(self) -> None:
         """Stop claiming and abandon attempts under way: their leases run out and another
         instance (or this one, restarted) makes them again."""
-        tasks = [t for t in (self._loop, *self._tasks) if t is not None]
+        tasks = [t for t in (self._loop, self._recorder, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        with contextlib.suppress(Exception):  # answers already in: recorded if it can be
+            await self._record(self._take_outcomes())
         await self._client.aclose()
 
     # --- claiming ------------------------------------------------------------------------
@@ -169,7 +178,8 @@ class Sender:
         busy = [hook for hook, n in self._in_flight.items() if n >= self._per_endpoint]
         now = utcnow()
         statement = (
-            select(WebhookDelivery)
+            select(WebhookDelivery, Webhook)
+            .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
             .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
             .order_by(WebhookDelivery.next_attempt_at)
             .limit(room * 2)
@@ -177,11 +187,15 @@ class Sender:
         if busy:
             statement = statement.where(WebhookDelivery.webhook_id.not_in(busy))
         if self._db.dialect == "postgresql":
-            statement = statement.with_for_update(skip_locked=True)
+            statement = statement.with_for_update(skip_locked=True, of=WebhookDelivery)
         jobs: list[Job] = []
         async with self._db.write() as session, session.begin():
             taken = Counter(self._in_flight)
-            for row in (await session.scalars(statement)).all():
+            for row, hook in (await session.execute(statement)).all():
+                if not hook.active:  # deactivated just now: it ends as deactivation ends them
+                    row.status, row.last_error, row.next_attempt_at = "failed", INACTIVE, None
+                    self._metrics.delivery("failed")
+                    continue
                 if taken[row.webhook_id] >= self._per_endpoint:
                     continue
                 taken[row.webhook_id] += 1
@@ -198,11 +212,37 @@ class Sender:
                         row.attempts,
                         row.lease,
                         row.created_at,
+                        hook.url,
+                        self._keys(hook, now),
                     )
                 )
                 if len(jobs) >= room:
                     break
         return jobs
+
+    def _keys(self, hook: Webhook, now: datetime) -> tuple[str, ...] | None:
+        """The webhook's signing secrets now (the previous one too during a rotation's
+        overlap), each opened once per process; None if SECRETS_KEY opens none."""
+        sealed = [hook.secret_sealed]
+        if (
+            hook.previous_secret_sealed
+            and hook.previous_secret_until
+            and (hook.previous_secret_until > now)
+        ):
+            sealed.append(hook.previous_secret_sealed)
+        try:
+            return tuple(self._open(s) for s in sealed)
+        except SecretsKeyError as exc:
+            log.error("webhook %s: %s", hook.id, exc)
+            return None
+
+    def _open(self, sealed: str) -> str:
+        secret = self._opened.get(sealed)
+        if secret is None:
+            if len(self._opened) >= 10_000:
+                self._opened.clear()
+            secret = self._opened[sealed] = self._box.open(sealed)
+        return secret
 
     async def _until_due(self) -> float:
         """Seconds until the next pending delivery is due (at most `POLL_SECONDS`)."""
@@ -220,27 +260,23 @@ class Sender:
 
     async def _attempt(self, job: Job) -> None:
         try:
-            try:
-                outcome = await self._post(job)
-            except Exception:
-                log.exception("webhook delivery %s: attempt failed unexpectedly", job.id)
-                outcome = Outcome(error="internal_error")
-            await self._finish(job, outcome)
+            outcome = await self._post(job)
         except Exception:
-            log.exception("webhook delivery %s: could not record the attempt", job.id)
+            log.exception("webhook delivery %s: attempt failed unexpectedly", job.id)
+            outcome = Outcome(error="internal_error")
         finally:
             self._in_flight[job.webhook_id] -= 1
             if self._in_flight[job.webhook_id] <= 0:
                 del self._in_flight[job.webhook_id]
             self.wake()
+        self._outcomes.append((job, outcome, utcnow()))
+        self._to_record.set()
 
     async def _post(self, job: Job) -> Outcome:
-        async with self._db.read() as session:
-            hook = await session.get(Webhook, job.webhook_id)
-        if hook is None or not hook.active:
-            return Outcome(error=INACTIVE, final=True)
+        if job.keys is None:
+            return Outcome(error="secrets_key_mismatch")
         try:
-            target = parse(hook.url, self._rules)
+            target = parse(job.url, self._rules)
             address = await checked_address(target, self._rules)
         except InvalidInput:  # the settings changed since the URL was accepted
             return Outcome(error="invalid_url")
@@ -248,15 +284,9 @@ class Sender:
             return Outcome(error="blocked_address")
         except Unresolved:
             return Outcome(error="dns_error")
-        try:
-            keys = [self._box.open(hook.secret_sealed)]
-            if hook.previous_secret_sealed and (hook.previous_secret_until or utcnow()) > utcnow():
-                keys.append(self._box.open(hook.previous_secret_sealed))
-        except SecretsKeyError as exc:
-            log.error("webhook %s: %s", hook.id, exc)
-            return Outcome(error="secrets_key_mismatch")
+        keys = job.keys
         stamp = int(time.time())
-        url = httpx.URL(hook.url)
+        url = httpx.URL(job.url)
         headers = {
             "host": url.netloc.decode("ascii"),
             "content-type": "application/json",
@@ -286,35 +316,70 @@ class Sender:
             log.info("webhook delivery %s to %s: %s", job.id, target.host, exc)
             return Outcome(error="connection_error")
 
-    async def _finish(self, job: Job, outcome: Outcome) -> None:
-        now = utcnow()
-        if outcome.succeeded:
-            state, values = "succeeded", {"succeeded_at": now, "next_attempt_at": None}
-        elif outcome.final or job.attempts > len(self._schedule):
-            state, values = "failed", {"next_attempt_at": None}
-        else:
-            delay = timedelta(seconds=self._schedule[job.attempts - 1])
-            state, values = "retrying", {"next_attempt_at": now + delay}
+    # --- recording ---------------------------------------------------------------------
+
+    def _take_outcomes(self) -> list[tuple[Job, Outcome, datetime]]:
+        taken, self._outcomes = self._outcomes, []
+        self._to_record.clear()
+        return taken
+
+    async def _record_forever(self) -> None:
+        """Record answers as they come, all those waiting in one transaction (under load a
+        write turn is shared by many attempts instead of queued for by each)."""
+        while True:
+            await self._to_record.wait()
+            batch = self._take_outcomes()
+            try:
+                await self._record(batch)
+            except Exception:
+                log.exception("webhook sender: recording %d answer(s) failed; retrying", len(batch))
+                self._outcomes[:0] = batch
+                await asyncio.sleep(1)
+                self._to_record.set()
+
+    async def _record(self, batch: list[tuple[Job, Outcome, datetime]]) -> None:
+        if not batch:
+            return
+        recorded: list[tuple[str, float | None]] = []
+        async with self._db.write() as session, session.begin():
+            for job, outcome, at in batch:
+                state, values = self._next_state(job, outcome, at)
+                result = await session.execute(
+                    update(WebhookDelivery)
+                    .where(
+                        WebhookDelivery.id == job.id,
+                        WebhookDelivery.lease == job.lease,
+                        WebhookDelivery.status == "pending",
+                    )
+                    .values(**values)
+                )
+                if result.rowcount:  # type: ignore[attr-defined]
+                    took = (at - job.created_at).total_seconds()
+                    recorded.append((state, took if state == "succeeded" else None))
+                # else: the lease ran out and another attempt owns the row; it records itself
+        for state, seconds in recorded:
+            self._metrics.delivery(state, seconds)
+
+    def _next_state(
+        self, job: Job, outcome: Outcome, at: datetime
+    ) -> tuple[str, dict[str, object]]:
+        """The delivery's outcome label and its row's new values after this attempt."""
         error = outcome.error
         if error is None and not outcome.succeeded:
             error = "unexpected_status"
-        async with self._db.write() as session, session.begin():
-            result = await session.execute(
-                update(WebhookDelivery)
-                .where(
-                    WebhookDelivery.id == job.id,
-                    WebhookDelivery.lease == job.lease,
-                    WebhookDelivery.status == "pending",
-                )
-                .values(
-                    status="pending" if state == "retrying" else state,
-                    lease=None,
-                    last_status_code=outcome.status_code,
-                    last_error=error,
-                    **values,
-                )
-            )
-        if result.rowcount == 0:  # type: ignore[attr-defined]
-            return  # the lease ran out and another attempt owns the row; it records itself
-        latency = (now - job.created_at).total_seconds() if outcome.succeeded else None
-        self._metrics.delivery(state, latency)
+        values: dict[str, object] = {
+            "lease": None,
+            "last_status_code": outcome.status_code,
+            "last_error": error,
+        }
+        if outcome.succeeded:
+            return "succeeded", {
+                **values,
+                "status": "succeeded",
+                "succeeded_at": at,
+                "next_attempt_at": None,
+            }
+        if outcome.final or job.attempts > len(self._schedule):
+            return "failed", {**values, "status": "failed", "next_attempt_at": None}
+        delay = timedelta(seconds=self._schedule[job.attempts - 1])
+        return "retrying", {**values, "next_attempt_at": at + delay}
