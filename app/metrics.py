@@ -85,7 +85,7 @@ class Metrics:
         self.deliveries = Counter(
             "izin_siaran_webhook_deliveries",
             "Webhook delivery attempts by outcome: succeeded, retrying (failed, tried again "
-            "later), failed (no attempt left, or the webhook was deactivated).",
+            "later), failed (no attempt left).",
             ["outcome"],
             registry=self.registry,
         )

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 
 import httpx
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import __version__
 from app.config import Settings
@@ -119,14 +120,11 @@ class Sender:
             headers={"user-agent": f"Izin-Siaran-Webhooks/{__version__}"},
         )
         self._loop: asyncio.Task[None] | None = None
-        self._recorder: asyncio.Task[None] | None = None
         self._outcomes: list[tuple[Job, Outcome, datetime]] = []
-        self._to_record = asyncio.Event()
         self._opened: dict[str, str] = {}  # sealed secret -> secret, read once
 
     def start(self) -> None:
         self._loop = asyncio.create_task(self._run(), name="webhook-sender")
-        self._recorder = asyncio.create_task(self._record_forever(), name="webhook-recorder")
 
     def wake(self) -> None:
         """Something may be due now (a change committed, an attempt ended)."""
@@ -135,43 +133,59 @@ class Sender:
     async def close(self) -> None:
         """Stop claiming and abandon attempts under way: their leases run out and another
         instance (or this one, restarted) makes them again."""
-        tasks = [t for t in (self._loop, self._recorder, *self._tasks) if t is not None]
+        tasks = [t for t in (self._loop, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        with contextlib.suppress(Exception):  # answers already in: recorded if it can be
-            await self._record(self._take_outcomes())
+        with contextlib.suppress(Exception):  # answers already in: recorded if they can be
+            async with self._db.write() as session, session.begin():
+                await self._record(session, self._take_outcomes())
         await self._client.aclose()
 
     # --- claiming ------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        """Each turn, in one write transaction: record the answers that came in, and claim
+        what is due for the room there is (on SQLite a write turn is the cost). With no
+        answer to record and nothing due, no transaction: a read says when to look again."""
         failures = 0
         while True:
             self._wakeup.clear()
+            answers = self._take_outcomes()
+            jobs: list[Job] = []
             try:
-                jobs = await self._claim()
-                wait = await self._until_due() if not jobs else 0.0
+                due_in = 0.0 if answers else await self._until_due()
+                if answers or (due_in <= 0 and self._has_room()):
+                    async with self._db.write() as session, session.begin():
+                        recorded = await self._record(session, answers)
+                        jobs = await self._claim(session)
+                    for state, seconds in recorded:
+                        self._metrics.delivery(state, seconds)
+                wait = 0.0 if jobs else (due_in if due_in > 0 else POLL_SECONDS)
                 failures = 0
             except Exception:
                 failures += 1
-                log.exception("webhook sender: claiming failed; retrying")
-                jobs, wait = [], min(POLL_SECONDS * failures, 30.0)
+                log.exception("webhook sender: recording or claiming failed; retrying")
+                self._outcomes[:0] = answers
+                wait = min(POLL_SECONDS * failures, 30.0)
             for job in jobs:
                 self._in_flight[job.webhook_id] += 1
                 task = asyncio.create_task(self._attempt(job), name=f"webhook-{job.id}")
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-            if wait > 0:
+            if wait > 0 and not self._outcomes:
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
+                    async with asyncio.timeout(min(wait, POLL_SECONDS)):
                         await self._wakeup.wait()
-            elif jobs:
+            else:
                 await asyncio.sleep(0)
 
-    async def _claim(self) -> list[Job]:
+    def _has_room(self) -> bool:
+        return sum(self._in_flight.values()) < self._capacity
+
+    async def _claim(self, session: AsyncSession) -> list[Job]:
         room = self._capacity - sum(self._in_flight.values())
         if room <= 0:
             return []
@@ -189,35 +203,33 @@ class Sender:
         if self._db.dialect == "postgresql":
             statement = statement.with_for_update(skip_locked=True, of=WebhookDelivery)
         jobs: list[Job] = []
-        async with self._db.write() as session, session.begin():
-            taken = Counter(self._in_flight)
-            for row, hook in (await session.execute(statement)).all():
-                if not hook.active:  # deactivated just now: it ends as deactivation ends them
-                    row.status, row.last_error, row.next_attempt_at = "failed", INACTIVE, None
-                    self._metrics.delivery("failed")
-                    continue
-                if taken[row.webhook_id] >= self._per_endpoint:
-                    continue
-                taken[row.webhook_id] += 1
-                row.attempts += 1
-                row.lease = secrets.token_hex(16)
-                row.next_attempt_at = now + self._lease
-                row.last_attempt_at = now
-                jobs.append(
-                    Job(
-                        row.id,
-                        row.webhook_id,
-                        row.message_id,
-                        row.payload,
-                        row.attempts,
-                        row.lease,
-                        row.created_at,
-                        hook.url,
-                        self._keys(hook, now),
-                    )
+        taken = Counter(self._in_flight)
+        for row, hook in (await session.execute(statement)).all():
+            if not hook.active:  # deactivated just now: it ends as deactivation ends them
+                row.status, row.last_error, row.next_attempt_at = "failed", INACTIVE, None
+                continue
+            if taken[row.webhook_id] >= self._per_endpoint:
+                continue
+            taken[row.webhook_id] += 1
+            row.attempts += 1
+            row.lease = secrets.token_hex(16)
+            row.next_attempt_at = now + self._lease
+            row.last_attempt_at = now
+            jobs.append(
+                Job(
+                    row.id,
+                    row.webhook_id,
+                    row.message_id,
+                    row.payload,
+                    row.attempts,
+                    row.lease,
+                    row.created_at,
+                    hook.url,
+                    self._keys(hook, now),
                 )
-                if len(jobs) >= room:
-                    break
+            )
+            if len(jobs) >= room:
+                break
         return jobs
 
     def _keys(self, hook: Webhook, now: datetime) -> tuple[str, ...] | None:
@@ -245,7 +257,8 @@ class Sender:
         return secret
 
     async def _until_due(self) -> float:
-        """Seconds until the next pending delivery is due (at most `POLL_SECONDS`)."""
+        """Seconds until the next pending delivery is due (0 or less: due now; at most
+        `POLL_SECONDS`)."""
         async with self._db.read() as session:
             due = await session.scalar(
                 select(func.min(WebhookDelivery.next_attempt_at)).where(
@@ -254,7 +267,7 @@ class Sender:
             )
         if due is None:
             return POLL_SECONDS
-        return min(POLL_SECONDS, max((due - utcnow()).total_seconds(), 0.01))
+        return min(POLL_SECONDS, (due - utcnow()).total_seconds())
 
     # --- attempting ----------------------------------------------------------------------
 
@@ -268,9 +281,8 @@ class Sender:
             self._in_flight[job.webhook_id] -= 1
             if self._in_flight[job.webhook_id] <= 0:
                 del self._in_flight[job.webhook_id]
-            self.wake()
         self._outcomes.append((job, outcome, utcnow()))
-        self._to_record.set()
+        self.wake()
 
     async def _post(self, job: Job) -> Outcome:
         if job.keys is None:
@@ -320,45 +332,30 @@ class Sender:
 
     def _take_outcomes(self) -> list[tuple[Job, Outcome, datetime]]:
         taken, self._outcomes = self._outcomes, []
-        self._to_record.clear()
         return taken
 
-    async def _record_forever(self) -> None:
-        """Record answers as they come, all those waiting in one transaction (under load a
-        write turn is shared by many attempts instead of queued for by each)."""
-        while True:
-            await self._to_record.wait()
-            batch = self._take_outcomes()
-            try:
-                await self._record(batch)
-            except Exception:
-                log.exception("webhook sender: recording %d answer(s) failed; retrying", len(batch))
-                self._outcomes[:0] = batch
-                await asyncio.sleep(1)
-                self._to_record.set()
-
-    async def _record(self, batch: list[tuple[Job, Outcome, datetime]]) -> None:
-        if not batch:
-            return
+    async def _record(
+        self, session: AsyncSession, batch: list[tuple[Job, Outcome, datetime]]
+    ) -> list[tuple[str, float | None]]:
+        """Each answer's outcome on its row, if its lease is still the attempt's; the
+        outcomes recorded, and the latency of each success, for the metrics."""
         recorded: list[tuple[str, float | None]] = []
-        async with self._db.write() as session, session.begin():
-            for job, outcome, at in batch:
-                state, values = self._next_state(job, outcome, at)
-                result = await session.execute(
-                    update(WebhookDelivery)
-                    .where(
-                        WebhookDelivery.id == job.id,
-                        WebhookDelivery.lease == job.lease,
-                        WebhookDelivery.status == "pending",
-                    )
-                    .values(**values)
+        for job, outcome, at in batch:
+            state, values = self._next_state(job, outcome, at)
+            result = await session.execute(
+                update(WebhookDelivery)
+                .where(
+                    WebhookDelivery.id == job.id,
+                    WebhookDelivery.lease == job.lease,
+                    WebhookDelivery.status == "pending",
                 )
-                if result.rowcount:  # type: ignore[attr-defined]
-                    took = (at - job.created_at).total_seconds()
-                    recorded.append((state, took if state == "succeeded" else None))
-                # else: the lease ran out and another attempt owns the row; it records itself
-        for state, seconds in recorded:
-            self._metrics.delivery(state, seconds)
+                .values(**values)
+            )
+            if result.rowcount:  # type: ignore[attr-defined]
+                took = (at - job.created_at).total_seconds()
+                recorded.append((state, took if state == "succeeded" else None))
+            # else: the lease ran out and another attempt owns the row; it records itself
+        return recorded
 
     def _next_state(
         self, job: Job, outcome: Outcome, at: datetime
