@@ -189,7 +189,7 @@ class Sender:
         room = self._capacity - sum(self._in_flight.values())
         if room <= 0:
             return []
-        busy = [hook for hook, n in self._in_flight.items() if n >= self._per_endpoint]
+        busy = self._busy()
         now = utcnow()
         statement = (
             select(WebhookDelivery, Webhook)
@@ -256,15 +256,20 @@ class Sender:
             secret = self._opened[sealed] = self._box.open(sealed)
         return secret
 
+    def _busy(self) -> list[str]:
+        """The webhooks with no room for another attempt in flight."""
+        return [hook for hook, n in self._in_flight.items() if n >= self._per_endpoint]
+
     async def _until_due(self) -> float:
-        """Seconds until the next pending delivery is due (0 or less: due now; at most
-        `POLL_SECONDS`)."""
+        """Seconds until the next pending delivery this instance has room for is due (0 or
+        less: due now; at most `POLL_SECONDS`)."""
+        statement = select(func.min(WebhookDelivery.next_attempt_at)).where(
+            WebhookDelivery.status == "pending"
+        )
+        if busy := self._busy():
+            statement = statement.where(WebhookDelivery.webhook_id.not_in(busy))
         async with self._db.read() as session:
-            due = await session.scalar(
-                select(func.min(WebhookDelivery.next_attempt_at)).where(
-                    WebhookDelivery.status == "pending"
-                )
-            )
+            due = await session.scalar(statement)
         if due is None:
             return POLL_SECONDS
         return min(POLL_SECONDS, (due - utcnow()).total_seconds())
