@@ -301,8 +301,7 @@ async def record_notices(session: AsyncSession, *, batch: int = 500) -> int:
         due, recorded = getattr(Permit, notice.due), getattr(Permit, notice.recorded)
         statement = (
             select(Permit)
-            .where(Permit.status == "pending", Permit.starts_at > now, due <= now)
-            .where(recorded.is_(None))
+            .where(status_condition("pending", now), due <= now, recorded.is_(None))
             .order_by(due)
             .limit(batch)
         )

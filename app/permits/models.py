@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime
@@ -29,6 +29,17 @@ class Permit(Base):
         Index("ix_permits_channel_ends", "platform", "channel_key", "ends_at"),
         Index("ix_permits_workspace_starts_at", "workspace_code", "starts_at"),
         Index("ix_permits_unit_status", "unit_code", "status"),
+        # The sweep's reminders and escalations still to record (few rows whatever the
+        # history: only pending permits not yet reminded of, or escalated).
+        *(
+            Index(
+                f"ix_permits_{due}_unrecorded",
+                due,
+                postgresql_where=text(f"status = 'pending' AND {recorded} IS NULL"),
+                sqlite_where=text(f"status = 'pending' AND {recorded} IS NULL"),
+            )
+            for due, recorded in (("remind_at", "reminded_at"), ("escalates_at", "escalated_at"))
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(26), primary_key=True)

@@ -1,5 +1,6 @@
 """Push: webhooks and their deliveries (the outbox), the event stream's tickets, and when a
-pending permit's reminder and escalation were recorded (docs/RULES.md#push).
+pending permit is reminded of and escalated, and when each was recorded
+(docs/RULES.md#push, #escalation).
 
 Revision ID: 0005
 Revises: 0004
@@ -89,6 +90,15 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("escalates_at", TZ, nullable=True))
         batch_op.add_column(sa.Column("reminded_at", TZ, nullable=True))
         batch_op.add_column(sa.Column("escalated_at", TZ, nullable=True))
+    for due, recorded in (("remind_at", "reminded_at"), ("escalates_at", "escalated_at")):
+        where = sa.text(f"status = 'pending' AND {recorded} IS NULL")
+        op.create_index(
+            f"ix_permits_{due}_unrecorded",
+            "permits",
+            [due],
+            postgresql_where=where,
+            sqlite_where=where,
+        )
     _schedule_pending()
 
 
@@ -124,6 +134,8 @@ def _schedule_pending() -> None:
 
 
 def downgrade() -> None:
+    for due in ("remind_at", "escalates_at"):
+        op.drop_index(f"ix_permits_{due}_unrecorded", table_name="permits")
     with op.batch_alter_table("permits", schema=None) as batch_op:
         batch_op.drop_column("escalated_at")
         batch_op.drop_column("reminded_at")
