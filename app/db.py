@@ -171,7 +171,16 @@ class Database:
     turn_seconds: float = SQLITE_BUSY_TIMEOUT_MS / 1000  # the longest wait for a turn
 
     @classmethod
-    def connect(cls, url: str, *, pool_size: int = 10, timeout: float = 2.0) -> Database:
+    def connect(
+        cls,
+        url: str,
+        *,
+        pool_size: int = 10,
+        timeout: float = 2.0,
+        info: dict[str, Any] | None = None,
+    ) -> Database:
+        """The database at `url`; every session carries `info` (the policy's leads:
+        `app.permits.approvers.session_policy`)."""
         engine = create_engine(url, pool_size=pool_size, timeout=timeout)
         writer = engine.execution_options(sqlite_begin="IMMEDIATE")
         committed: list[Callable[[], None]] = []
@@ -188,10 +197,18 @@ class Database:
         return cls(
             engine=engine,
             read=async_sessionmaker(
-                engine, expire_on_commit=False, autoflush=False, sync_session_class=_Session
+                engine,
+                expire_on_commit=False,
+                autoflush=False,
+                sync_session_class=_Session,
+                info=info,
             ),
             writer=async_sessionmaker(
-                writer, expire_on_commit=False, autoflush=False, sync_session_class=_Session
+                writer,
+                expire_on_commit=False,
+                autoflush=False,
+                sync_session_class=_Session,
+                info=info,
             ),
             turns=asyncio.Lock() if is_sqlite(url) else None,
             committed=committed,

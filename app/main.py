@@ -39,6 +39,7 @@ from app.middleware import RequestContextMiddleware
 from app.migrate import require_head
 from app.org.router import router as org_router
 from app.org.service import ensure_admins
+from app.permits.approvers import ESCALATE_BEFORE, session_policy
 from app.permits.fastpath import PermitFastPath
 from app.permits.reader import PermitReader
 from app.permits.router import router as permits_router
@@ -97,10 +98,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.metrics.start()
     app.state.rate_limits.refill()
     private_dir(settings.data_dir)
+    policy = session_policy(
+        settings.policy_remind_before_start_minutes, settings.policy_escalate_before_start_minutes
+    )
     db = Database.connect(
         settings.effective_database_url,
         pool_size=settings.database_pool_size,
         timeout=settings.database_timeout_seconds,
+        info=policy,
     )
     raw: RawReader | None = None
     hub: Hub | None = None
@@ -112,8 +117,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             size=settings.database_pool_size,
             wait_seconds=settings.database_timeout_seconds,
         )
-        app.state.check_reader = CheckReader(raw)
-        app.state.permit_reader = PermitReader(raw)
+        app.state.check_reader = CheckReader(raw, escalate_before=policy[ESCALATE_BEFORE])
+        app.state.permit_reader = PermitReader(raw, escalate_before=policy[ESCALATE_BEFORE])
         if settings.bootstrap_admin_nips:
             async with db.write() as session, session.begin():
                 await ensure_admins(session, settings.bootstrap_admin_nips)

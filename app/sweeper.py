@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.db import Database
 from app.migrate import require_head
+from app.permits.approvers import session_policy
 from app.permits.idempotency import forget_expired
 from app.permits.lifecycle import expire_overdue, record_notices
 from app.push.tickets import forget_expired as forget_expired_tickets
@@ -48,7 +49,10 @@ async def _until_none(db: Database, step: Callable[[AsyncSession], Awaitable[int
 
 
 async def sweep_once(settings: Settings) -> tuple[int, int, int]:
-    db = Database.connect(settings.effective_database_url, pool_size=1)
+    policy = session_policy(
+        settings.policy_remind_before_start_minutes, settings.policy_escalate_before_start_minutes
+    )
+    db = Database.connect(settings.effective_database_url, pool_size=1, info=policy)
     try:
         await require_head(db.engine)
         return await sweep_database(db)

@@ -54,7 +54,6 @@ async def every_permit(app: FastAPI, form: Form, first: str, second: str) -> lis
             Permit.status,
             Permit.decided_by,
             Permit.closed_by,
-            Permit.escalates_at,
             Employee.active,
         )
         .join(Employee, Employee.nip == Permit.requester_nip)
@@ -352,7 +351,7 @@ def test_evaluate_ranks_permits_covering_the_instant() -> None:
         begin = at + timedelta(minutes=starts)
         return Candidate(
             n, "r", "w", "u", "youtube", "c", begin, begin + timedelta(hours=2), status, None,
-            None, None, active,
+            None, active,
         )  # fmt: skip
 
     def pick(rows: Sequence[Candidate], now: datetime = at - timedelta(hours=1)) -> tuple[str, str]:

@@ -16,9 +16,11 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.db import Database
+from app.main import create_app
+from app.permits.approvers import session_policy
 from app.sweeper import sweep_database
-from tests.permits_support import Office, audit_actions
-from tests.support import Org, audit_trail
+from tests.permits_support import Office, audit_actions, move_window
+from tests.support import Org, audit_trail, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -133,21 +135,32 @@ async def test_nothing_is_recorded_once_the_permit_started_or_was_decided(
     ]
 
 
-async def test_turned_off_there_is_neither(
-    app: FastAPI, client: httpx.AsyncClient, org: Org, settings: Settings
+async def test_the_policy_in_force_decides_turned_off_there_is_neither(
+    app: FastAPI, client: httpx.AsyncClient, org: Org, settings: Settings, tokens: Any
 ) -> None:
+    """Like expiry, escalation is judged from the permit's start and the policy in force
+    now: the same permit read by an instance with both turned off is neither."""
     office, parent = await offices(org)
-    # Fixed at submission by the policy then: these settings apply to new permits.
-    app.state.settings = settings.model_copy(
+    permit = await office.submit(starts_in=timedelta(minutes=10))
+    assert permit["approvers"] == [office.head["nip"], parent.head["nip"]]
+    off = settings.model_copy(
         update={
             "policy_remind_before_start_minutes": 0,
             "policy_escalate_before_start_minutes": 0,
         }
     )
-    permit = await office.submit(starts_in=timedelta(minutes=10))
-    assert permit["approvers"] == [office.head["nip"]]
-    assert await sweep_database(app.state.db) == (0, 0, 0)
-    assert (await read(client, org, permit["id"], parent.head["nip"])).status_code == 404
+    async with serving(create_app(off)) as other:
+        transport = httpx.ASGITransport(app=other)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            shown = await http.get(
+                f"/api/v1/permits/{permit['id']}", headers=org.as_(office.staff["nip"])
+            )
+            hidden = await http.get(
+                f"/api/v1/permits/{permit['id']}", headers=org.as_(parent.head["nip"])
+            )
+        assert shown.json()["approvers"] == [office.head["nip"]]
+        assert hidden.status_code == 404
+        assert await sweep_database(other.state.db) == (0, 0, 0)
 
 
 async def test_sweeps_running_at_once_record_each_notice_once(
@@ -157,7 +170,8 @@ async def test_sweeps_running_at_once_record_each_notice_once(
     permits: list[dict[str, Any]] = [
         await office.submit(starts_in=timedelta(minutes=20)) for _ in range(12)
     ]
-    sweepers = [Database.connect(settings.effective_database_url) for _ in range(4)]
+    policy = session_policy(120, 30)
+    sweepers = [Database.connect(settings.effective_database_url, info=policy) for _ in range(4)]
     try:
         results = await asyncio.gather(*(sweep_database(db) for db in sweepers))
     finally:
@@ -167,3 +181,31 @@ async def test_sweeps_running_at_once_record_each_notice_once(
     for permit in permits:
         actions = [a for a, _ in await audit_actions(app, permit["id"])]
         assert actions == ["permit.submitted", "permit.reminder", "permit.escalated"]
+
+
+async def test_time_passing_escalates_on_every_path(
+    app: FastAPI, client: httpx.AsyncClient, org: Org
+) -> None:
+    """Submitted hours ahead, a permit whose start draws near (moved in the database, as
+    time passing would) is escalated at once on the read, the list, the check's disclosure
+    and the decision: no sweep, no cache."""
+    office, parent = await offices(org)
+    permit = await office.submit(starts_in=timedelta(hours=3))
+    above = org.as_(parent.head["nip"])
+    check = {"nip": office.staff["nip"], "workspace_code": office.workspace["code"]}
+    check_at = {**check, "at": permit["starts_at"]}
+    before = await client.get("/api/v1/authorizations/check", params=check_at, headers=above)
+    assert (before.json()["reason"], before.json()["permit"]) == ("no_permit", None)
+    await move_window(app, permit["id"], timedelta(minutes=20))
+    shown = await read(client, org, permit["id"], parent.head["nip"])
+    assert shown.status_code == 200
+    assert shown.json()["approvers"] == [office.head["nip"], parent.head["nip"]]
+    listed = await client.get("/api/v1/permits", params={"awaiting": "me"}, headers=above)
+    assert [p["id"] for p in listed.json()["items"]] == [permit["id"]]
+    moved_at = {**check, "at": shown.json()["starts_at"]}
+    after = await client.get("/api/v1/authorizations/check", params=moved_at, headers=above)
+    assert after.json()["reason"] == "pending"
+    assert after.json()["permit"]["id"] == permit["id"]
+    decided = await office.act(permit["id"], "deny", parent.head["nip"], {"reason": "Bentrok"})
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["decided_as"] == "parent_head"

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
 from app.authorizations.rules import COVERING_RANK, COVERING_TIES, LAST_TO_END, NEXT_TO_START
@@ -87,7 +87,7 @@ class Pair(NamedTuple):
 
 _PERMIT = (
     "p.id, p.requester_nip, p.workspace_code, p.unit_code, p.platform, p.channel, "
-    "p.starts_at, p.ends_at, p.status, p.decided_by, p.closed_by, p.escalates_at"
+    "p.starts_at, p.ends_at, p.status, p.decided_by, p.closed_by"
 )
 _PAIR = {
     "employee": "{t}.requester_nip = :first AND {t}.workspace_code = :second",
@@ -210,7 +210,6 @@ class Candidate:
     status: str
     decided_by: str | None
     closed_by: str | None
-    escalates_at: datetime | None
     requester_active: bool
 
 
@@ -252,8 +251,7 @@ def _reading(rows: Sequence[Any], stamp: Callable[[Any], datetime]) -> Reading:
             status=permit[8],
             decided_by=permit[9],
             closed_by=permit[10],
-            escalates_at=None if permit[11] is None else stamp(permit[11]),
-            requester_active=bool(permit[12]),
+            requester_active=bool(permit[11]),
         )
     return Reading(
         key_secret_sha256=head[0],
@@ -300,8 +298,11 @@ class CheckReader:
     """Runs the check's statement on the hot reads' connection (`app.rawdb`), and keeps
     readings where the database can say they still hold (module docstring)."""
 
-    def __init__(self, raw: RawReader, *, keep: bool = True) -> None:
+    def __init__(
+        self, raw: RawReader, *, keep: bool = True, escalate_before: timedelta | None = None
+    ) -> None:
         self._raw = raw
+        self.escalate_before = escalate_before  # the policy's (docs/RULES.md#escalation)
         # False (or a database that cannot say what was committed): every check reads.
         self._keep = keep and raw.version() is not None
         self._statements = {
@@ -359,4 +360,4 @@ class CheckReader:
         """The permit's approvers now (docs/RULES.md#readers): who may decide or revoke it."""
         self.statements_run += 1
         rows = await self._raw.fetch(APPROVERS, {"code": permit.unit_code, "at": now})
-        return approvers_of(units_of(rows), permit, now)
+        return approvers_of(units_of(rows), permit, now, self.escalate_before)

@@ -5,10 +5,13 @@ a delegation (Plh/Plt) in force for that unit at decision time. If the requester
 is one of them — or the unit has nobody who could decide — the decision moves
 up to the parent unit, and so on. Nobody ever decides their own permit.
 
-Escalation (docs/RULES.md#escalation): from its `escalates_at` on, a permit still pending
-has, beside those approvers, the approvers one level above the unit whose approvers they
-are (the head there as `parent_head`, its delegates as `plh`/`plt`). It holds by time on
-every read and decision, whether or not the sweep has recorded it (`is_escalated`).
+Escalation (docs/RULES.md#escalation): a permit still pending within
+`POLICY_ESCALATE_BEFORE_START_MINUTES` of its start has, beside those approvers, the
+approvers one level above the unit whose approvers they are (the head there as
+`parent_head`, its delegates as `plh`/`plt`). It holds by time on every read and decision,
+like expiry, whether or not the sweep has recorded it (`is_escalated`). The policy's lead
+travels with the sessions (`session_policy`) and the hot readers, so every path applies the
+same rule.
 
 One statement reads a unit and all its ancestors with their deciders (`chain`);
 `approvers` picks from what it read. The ORM path (`ApproverResolver`) and the
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, text
@@ -120,28 +123,43 @@ class Decidable(Protocol):
     @property
     def status(self) -> str: ...
     @property
-    def escalates_at(self) -> datetime | None: ...
+    def starts_at(self) -> datetime: ...
 
 
-def is_escalated(permit: Decidable, at: datetime) -> bool:
-    """Escalated at `at`: recorded `pending` and past its `escalates_at`. (Once it has
-    expired nobody decides it, and those it was escalated to keep reading it.)"""
-    return (
-        permit.status == "pending"
-        and permit.escalates_at is not None
-        and (at >= permit.escalates_at)
-    )
+REMIND_BEFORE = "izs.remind_before"
+ESCALATE_BEFORE = "izs.escalate_before"
+"""Keys of the policy's leads (a `timedelta`, or None: off) in a session's `info`."""
+
+
+def session_policy(
+    remind_before_minutes: int, escalate_before_minutes: int
+) -> dict[str, timedelta | None]:
+    """The `info` every session of the service carries (`app.db.Database.connect`): how long
+    before its start a pending permit is reminded of, and escalated."""
+    return {
+        REMIND_BEFORE: timedelta(minutes=remind_before_minutes) or None,
+        ESCALATE_BEFORE: timedelta(minutes=escalate_before_minutes) or None,
+    }
+
+
+def is_escalated(permit: Decidable, at: datetime, before: timedelta | None) -> bool:
+    """Escalated at `at`: recorded `pending` and within `before` of its start. (Once it
+    has expired nobody decides it, and those it was escalated to keep reading it.)"""
+    return before is not None and permit.status == "pending" and at >= permit.starts_at - before
 
 
 def approvers_of(
-    units: Mapping[str, UnitDeciders], permit: Decidable, at: datetime
+    units: Mapping[str, UnitDeciders],
+    permit: Decidable,
+    at: datetime,
+    escalate_before: timedelta | None,
 ) -> list[Approver]:
     """Who may decide `permit` at `at`, from `units` holding its unit and the ancestors."""
     return approvers(
         units,
         unit_code=permit.unit_code,
         requester_nip=permit.requester_nip,
-        escalated=is_escalated(permit, at),
+        escalated=is_escalated(permit, at, escalate_before),
     )
 
 
@@ -199,6 +217,7 @@ class ApproverResolver:
         self._session = session
         self._at = at
         self._units: dict[str, UnitDeciders] = {}
+        self._escalate_before: timedelta | None = session.info.get(ESCALATE_BEFORE)
 
     async def resolve(self, permit: Decidable, *, escalated: bool | None = None) -> list[Approver]:
         """The permit's approvers at the resolver's instant; `escalated` True or False
@@ -209,7 +228,7 @@ class ApproverResolver:
             )
             self._units.update(units_of(result.all()))
         if escalated is None:
-            return approvers_of(self._units, permit, self._at)
+            return approvers_of(self._units, permit, self._at, self._escalate_before)
         return approvers(
             self._units,
             unit_code=permit.unit_code,

@@ -78,7 +78,7 @@ class PermitFastPath(FastPath):
             return False
         if caller is None or permit is None:
             return False
-        deciders = approvers_of(reading.units, permit, now)
+        deciders = approvers_of(reading.units, permit, now, reader.escalate_before)
         if not may_read(permit, caller, deciders) or not self.admitted(scope, caller_name(nip=nip)):
             return False
         body = shown(permit.fields, effective_status(permit, now), deciders)

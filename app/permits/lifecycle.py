@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Literal
 
@@ -29,7 +29,7 @@ from app.audit.service import SYSTEM_ACTOR
 from app.errors import AppError, Conflict, Forbidden, NotFound
 from app.org.models import Employee
 from app.permits import events
-from app.permits.approvers import Approver, ApproverResolver
+from app.permits.approvers import ESCALATE_BEFORE, REMIND_BEFORE, Approver, ApproverResolver
 from app.permits.facts import HasStatus
 from app.permits.models import Permit
 from app.permits.repository import get_permit, overlapping_approved
@@ -277,18 +277,19 @@ async def expire_overdue(session: AsyncSession, *, batch: int = 500) -> int:
 @dataclass(frozen=True)
 class Notice:
     """What a permit still pending gets once as its start nears (docs/RULES.md#escalation):
-    an audit event (and its webhook messages) by the system, recorded by the sweep when
-    `due` has passed, before the permit starts. Escalation itself holds by time alone
+    an audit event (and its webhook messages) by the system, recorded by the sweep once the
+    permit is within the policy's lead (`lead`, a key of the session's `info`) of its start,
+    and before it starts. Escalation itself holds by time alone
     (`app.permits.approvers.is_escalated`): the event records when it began to."""
 
     action: str
-    due: Literal["remind_at", "escalates_at"]
+    lead: str
     recorded: Literal["reminded_at", "escalated_at"]
 
 
 NOTICES = (
-    Notice("permit.reminder", "remind_at", "reminded_at"),
-    Notice("permit.escalated", "escalates_at", "escalated_at"),
+    Notice("permit.reminder", REMIND_BEFORE, "reminded_at"),
+    Notice("permit.escalated", ESCALATE_BEFORE, "escalated_at"),
 )
 
 
@@ -298,11 +299,15 @@ async def record_notices(session: AsyncSession, *, batch: int = 500) -> int:
     (PostgreSQL skips rows another sweep holds; SQLite has one writer)."""
     now, count = utcnow(), 0
     for notice in NOTICES:
-        due, recorded = getattr(Permit, notice.due), getattr(Permit, notice.recorded)
+        lead: timedelta | None = session.info.get(notice.lead)
+        if lead is None:
+            continue
+        recorded = getattr(Permit, notice.recorded)
         statement = (
             select(Permit)
-            .where(status_condition("pending", now), due <= now, recorded.is_(None))
-            .order_by(due)
+            .where(status_condition("pending", now), Permit.starts_at <= now + lead)
+            .where(recorded.is_(None))
+            .order_by(Permit.starts_at)
             .limit(batch)
         )
         if session.get_bind().dialect.name == "postgresql":

@@ -33,12 +33,12 @@ class Permit(Base):
         # history: only pending permits not yet reminded of, or escalated).
         *(
             Index(
-                f"ix_permits_{due}_unrecorded",
-                due,
+                f"ix_permits_{recorded}_due",
+                "starts_at",
                 postgresql_where=text(f"status = 'pending' AND {recorded} IS NULL"),
                 sqlite_where=text(f"status = 'pending' AND {recorded} IS NULL"),
             )
-            for due, recorded in (("remind_at", "reminded_at"), ("escalates_at", "escalated_at"))
+            for recorded in ("reminded_at", "escalated_at")
         ),
     )
 
@@ -67,11 +67,9 @@ class Permit(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1)
-    # When a permit still pending is reminded of and escalated (docs/RULES.md#escalation),
-    # fixed at submission by the policy then (None: off); and when the sweep recorded each
-    # (once). The escalation holds from `escalates_at` on, recorded or not.
-    remind_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    escalates_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # When the sweep recorded the reminder and the escalation of a permit still pending
+    # near its start (docs/RULES.md#escalation): each once. The escalation holds by time,
+    # recorded or not.
     reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 

@@ -82,10 +82,6 @@ ATTESTATIONS = {
 class Limits:
     max_duration: timedelta
     max_lead: timedelta
-    # How long before its start a permit still pending is reminded of, and escalated
-    # (docs/RULES.md#escalation); None: off.
-    remind_before: timedelta | None = None
-    escalate_before: timedelta | None = None
 
 
 class PolicyViolation(InvalidInput):

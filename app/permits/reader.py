@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.permits.approvers import CHAIN_COLUMNS, CHAIN_ORDER, UnitDeciders, chain, units_of
 from app.permits.models import Permit
 from app.rawdb import RawReader, Statement
 
-_INTERNAL = frozenset({"channel_key", "remind_at", "escalates_at", "reminded_at", "escalated_at"})
+_INTERNAL = frozenset({"channel_key", "reminded_at", "escalated_at"})
 COLUMNS = tuple(c.key for c in Permit.__table__.columns if c.key not in _INTERNAL)
 """The permit's columns as the API shows them (all but the matching key and the sweep's
 bookkeeping), in table order."""
-READ = (*COLUMNS, "escalates_at")
-"""What the fast path reads of a permit: what it shows, and what its approvers depend on."""
 INSTANTS = frozenset(
     {"starts_at", "ends_at", "decided_at", "closed_at", "created_at", "updated_at"}
 )
@@ -31,7 +29,7 @@ _CALLER = 3  # active, is_admin, is_auditor
 
 STATEMENT = Statement(
     "SELECT c.active, c.is_admin, c.is_auditor, "  # noqa: S608 (constants only)
-    f"{', '.join(f'p.{column}' for column in READ)}, ch.* "
+    f"{', '.join(f'p.{column}' for column in COLUMNS)}, ch.* "
     "FROM (SELECT 1 AS one) AS one "
     "LEFT JOIN employees AS c ON c.nip = :caller "
     "LEFT JOIN permits AS p ON p.id = :id "
@@ -75,11 +73,6 @@ class PermitRow:
         value: str | None = self.fields["closed_by"]
         return value
 
-    @property
-    def escalates_at(self) -> datetime | None:
-        value: datetime | None = self.fields["escalates_at"]
-        return value
-
 
 @dataclass(frozen=True)
 class Caller:
@@ -99,8 +92,9 @@ class PermitReading:
 class PermitReader:
     """Runs the permit read's statement on the hot reads' connection."""
 
-    def __init__(self, raw: RawReader) -> None:
+    def __init__(self, raw: RawReader, *, escalate_before: timedelta | None = None) -> None:
         self._raw = raw
+        self.escalate_before = escalate_before  # the policy's (docs/RULES.md#escalation)
 
     async def read(self, permit_id: str, *, caller: str, at: datetime) -> PermitReading:
         """The permit `permit_id`, the employee `caller`, and the deciders in force at `at`."""
@@ -111,13 +105,13 @@ class PermitReader:
             person = Caller(caller, bool(head[0]), bool(head[1]), bool(head[2]))
         permit = None
         if head[_CALLER] is not None:
-            permit = PermitRow(self._fields(head[_CALLER : _CALLER + len(READ)]))
+            permit = PermitRow(self._fields(head[_CALLER : _CALLER + len(COLUMNS)]))
         units = units_of(row[-CHAIN_COLUMNS:] for row in rows)
         return PermitReading(person, permit, units)
 
     def _fields(self, values: Any) -> dict[str, Any]:
-        fields = dict(zip(READ, values, strict=True))
-        for name in (*INSTANTS, "escalates_at"):
+        fields = dict(zip(COLUMNS, values, strict=True))
+        for name in INSTANTS:
             if fields[name] is not None:
                 fields[name] = self._raw.instant(fields[name])
         if isinstance(fields["attestations"], str):  # JSON text, on both databases

@@ -5,7 +5,7 @@ transitions of its lifecycle, which `app.permits.lifecycle` holds as a table and
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,15 +24,9 @@ from app.timeutil import format_instant, utcnow
 
 
 def limits_from(settings: Settings) -> policy.Limits:
-    remind, escalate = (
-        settings.policy_remind_before_start_minutes,
-        settings.policy_escalate_before_start_minutes,
-    )
     return policy.Limits(
         max_duration=timedelta(minutes=settings.policy_max_duration_minutes),
         max_lead=timedelta(days=settings.policy_max_lead_days),
-        remind_before=timedelta(minutes=remind) if remind else None,
-        escalate_before=timedelta(minutes=escalate) if escalate else None,
     )
 
 
@@ -89,8 +83,6 @@ async def submit_permit(
         ends_at=body.ends_at,
         attestations={k: bool(v) for k, v in body.attestations.model_dump().items()},
         status="pending",
-        remind_at=_before(body.starts_at, limits.remind_before),
-        escalates_at=_before(body.starts_at, limits.escalate_before),
         created_at=now,
         updated_at=now,
         version=1,
@@ -120,7 +112,3 @@ async def submit_permit(
         approvers=approvers,
     )
     return present(permit, status, approvers)
-
-
-def _before(starts_at: datetime, lead: timedelta | None) -> datetime | None:
-    return None if lead is None else starts_at - lead

@@ -1,6 +1,6 @@
-"""Push: webhooks and their deliveries (the outbox), the event stream's tickets, and when a
-pending permit is reminded of and escalated, and when each was recorded
-(docs/RULES.md#push, #escalation).
+"""Push: webhooks and their deliveries (the outbox), the event stream's tickets, and when
+the reminder and the escalation of a pending permit were recorded (docs/RULES.md#push,
+#escalation).
 
 Revision ID: 0005
 Revises: 0004
@@ -11,10 +11,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
-from app.config import load_settings
-from app.db import UTCDateTime
-from app.permits.service import limits_from
 
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -86,61 +82,25 @@ def upgrade() -> None:
         batch_op.create_index("ix_webhook_deliveries_webhook", ["webhook_id", "id"], unique=False)
 
     with op.batch_alter_table("permits", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("remind_at", TZ, nullable=True))
-        batch_op.add_column(sa.Column("escalates_at", TZ, nullable=True))
         batch_op.add_column(sa.Column("reminded_at", TZ, nullable=True))
         batch_op.add_column(sa.Column("escalated_at", TZ, nullable=True))
-    for due, recorded in (("remind_at", "reminded_at"), ("escalates_at", "escalated_at")):
+    for recorded in ("reminded_at", "escalated_at"):
         where = sa.text(f"status = 'pending' AND {recorded} IS NULL")
         op.create_index(
-            f"ix_permits_{due}_unrecorded",
+            f"ix_permits_{recorded}_due",
             "permits",
-            [due],
+            ["starts_at"],
             postgresql_where=where,
             sqlite_where=where,
-        )
-    _schedule_pending()
-
-
-def _schedule_pending() -> None:
-    """Permits pending now get their reminder and escalation instants from the policy in
-    force (as a submission does), so none already waiting is left out."""
-    limits = limits_from(load_settings())
-    permits = sa.table(
-        "permits",
-        sa.column("id", sa.String),
-        sa.column("status", sa.String),
-        sa.column("starts_at", UTCDateTime()),
-        sa.column("remind_at", UTCDateTime()),
-        sa.column("escalates_at", UTCDateTime()),
-    )
-    connection = op.get_bind()
-    rows = connection.execute(
-        sa.select(permits.c.id, permits.c.starts_at).where(permits.c.status == "pending")
-    ).all()
-    for permit_id, starts_at in rows:
-        connection.execute(
-            permits.update()
-            .where(permits.c.id == permit_id)
-            .values(
-                remind_at=None
-                if limits.remind_before is None
-                else starts_at - limits.remind_before,
-                escalates_at=(
-                    None if limits.escalate_before is None else starts_at - limits.escalate_before
-                ),
-            )
         )
 
 
 def downgrade() -> None:
-    for due in ("remind_at", "escalates_at"):
-        op.drop_index(f"ix_permits_{due}_unrecorded", table_name="permits")
+    for recorded in ("reminded_at", "escalated_at"):
+        op.drop_index(f"ix_permits_{recorded}_due", table_name="permits")
     with op.batch_alter_table("permits", schema=None) as batch_op:
         batch_op.drop_column("escalated_at")
         batch_op.drop_column("reminded_at")
-        batch_op.drop_column("escalates_at")
-        batch_op.drop_column("remind_at")
 
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.drop_index("ix_webhook_deliveries_webhook")
