@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     ]  # fmt: skip
     webhook_allow_http: bool = False
     webhook_allow_private: bool = False
+    # Certificate authorities trusted for webhook receivers besides the public ones
+    # (a PEM file: e.g. the regency's internal CA).
+    webhook_ca_file: Path | None = None
     # Attempts in flight at once, to one endpoint and in all, on each instance.
     webhook_concurrency_per_endpoint: int = Field(default=4, ge=1, le=100)
     webhook_concurrency: int = Field(default=32, ge=1, le=1000)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -60,6 +62,7 @@ class Receiver:
 
     answers: list[int] = field(default_factory=list)
     hold: threading.Event | None = None  # set: answer; unset: keep the request waiting
+    tls: tuple[Path, Path] | None = None  # (certificate chain, key): serve HTTPS
     received: list[Received] = field(default_factory=list)
     _changed: threading.Condition = field(default_factory=threading.Condition)
     _server: ThreadingHTTPServer | None = None
@@ -89,6 +92,10 @@ class Receiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*self.tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
@@ -102,6 +109,8 @@ class Receiver:
     @property
     def url(self) -> str:
         assert self._server is not None
+        if self.tls is not None:  # by name: the certificate is the name's
+            return f"https://localhost:{self._server.server_address[1]}/hooks/izin-siaran"
         return f"http://127.0.0.1:{self._server.server_address[1]}/hooks/izin-siaran"
 
     def wait_for(
@@ -306,3 +315,50 @@ async def http_stream(
                     pending.extend(parser.feed(await anext(chunks)))
 
         yield next_event
+
+
+def certificate_authority(folder: Path) -> tuple[Path, tuple[Path, Path]]:
+    """A new CA (its certificate in a PEM file) and a certificate it signs for `localhost`
+    (chain and key files): an internal receiver's HTTPS, as WEBHOOK_CA_FILE trusts it."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(text: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("CA Uji Pemkab Anambas"))
+        .issuer_name(name("CA Uji Pemkab Anambas"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(name("localhost"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    (folder / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (folder / "receiver.pem").write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
+    (folder / "receiver.key").write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return folder / "ca.pem", (folder / "receiver.pem", folder / "receiver.key")

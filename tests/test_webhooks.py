@@ -24,7 +24,7 @@ from app.outbox.models import Webhook, WebhookDelivery
 from app.permits.lifecycle import apply_transition
 from tests.conftest import run_cli
 from tests.permits_support import Office
-from tests.push_support import Receiver, eventually
+from tests.push_support import Receiver, certificate_authority, eventually
 from tests.support import ADMIN_NIP, Org, assert_problem, serving
 
 pytestmark = pytest.mark.anyio
@@ -434,3 +434,36 @@ async def test_the_readme_s_receiver_verifies_a_delivery(org: Org) -> None:
         got = (await receiver.count(1))[0]
     assert namespace["verify"](hook["secret"], got.headers, got.body)
     assert not namespace["verify"](hook["secret"], got.headers, got.body + b" ")
+
+
+async def test_https_to_the_checked_address_verifying_the_name(
+    settings: Settings, tokens: Any, tmp_path: Path
+) -> None:
+    """Over HTTPS an attempt connects to the address it resolved and checked, and TLS
+    verifies the URL's name (a receiver of an internal CA, trusted by WEBHOOK_CA_FILE);
+    without that CA the same receiver is refused (`connection_error`), never sent to."""
+    ca, chain = certificate_authority(tmp_path)
+    https_only = {"webhook_allow_http": False, "webhook_allow_private": True}
+    trusting = settings.model_copy(update={**https_only, "webhook_ca_file": ca})
+    with Receiver(tls=chain) as receiver:
+        assert receiver.url.startswith("https://localhost:")
+        async with serving(create_app(trusting)) as application, _client(application) as http:
+            org = Org(http, tokens)
+            office = await Office.create(org)
+            hook = await create_hook(org, receiver.url, ["permit.submitted"])
+            await office.submit()
+            got = await receiver.count(1)
+            got[0].verified(hook["secret"])
+            assert got[0].headers["host"] == receiver.url.split("/")[2]
+        untrusting = settings.model_copy(update=https_only)
+        async with serving(create_app(untrusting)) as application, _client(application) as http:
+            office.org = org = Org(http, tokens)
+            await office.submit()
+
+            async def attempted() -> list[dict[str, Any]] | None:
+                rows = await deliveries(org, hook["id"])
+                return rows if rows[0]["last_error"] else None
+
+            rows = await eventually(attempted)
+    assert rows[0]["last_error"] == "connection_error"
+    assert len(receiver.received) == 1

@@ -25,11 +25,13 @@ import hashlib
 import hmac
 import logging
 import secrets
+import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import certifi
 import httpx
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -113,7 +115,11 @@ class Sender:
         self._in_flight: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
+        trust = ssl.create_default_context(cafile=certifi.where())
+        if settings.webhook_ca_file is not None:
+            trust.load_verify_locations(cafile=settings.webhook_ca_file)
         self._client = httpx.AsyncClient(
+            verify=trust,
             follow_redirects=False,
             timeout=httpx.Timeout(self._timeout),
             limits=httpx.Limits(max_connections=self._capacity, max_keepalive_connections=8),
