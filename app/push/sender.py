@@ -4,8 +4,11 @@ It claims due deliveries from the outbox — on PostgreSQL with `FOR UPDATE SKIP
 of several instances exactly one takes each attempt; on SQLite under its one writer — and
 marks each claimed row with a lease (a token, and a `next_attempt_at` past the attempt's
 longest time). Then, outside any transaction, it posts, and records the answer only if the
-lease is still its own. An instance that dies mid-attempt leaves the row to be claimed again
-when the lease runs out: delivery is at least once, and nothing committed is lost.
+lease is still its own. One write transaction a turn records every answer that came in and
+claims what is due for the room there is (on SQLite, where a write waits for its turn,
+that turn is the cost). An instance that dies mid-attempt leaves the row to be claimed
+again when the lease runs out: delivery is at least once, and nothing committed is lost.
+A webhook deactivated meanwhile ends its rows at the claim (`webhook_inactive`).
 
 Each attempt is signed afresh (Standard Webhooks: `webhook-id`, `webhook-timestamp`,
 `webhook-signature`), resolves the URL again and connects to the address it checked,
@@ -83,7 +86,6 @@ class Job:
 class Outcome:
     status_code: int | None = None
     error: str | None = None
-    final: bool = False  # no retry, whatever attempts are left (the webhook is inactive)
 
     @property
     def succeeded(self) -> bool:
@@ -387,7 +389,7 @@ class Sender:
                 "succeeded_at": at,
                 "next_attempt_at": None,
             }
-        if outcome.final or job.attempts > len(self._schedule):
+        if job.attempts > len(self._schedule):
             return "failed", {**values, "status": "failed", "next_attempt_at": None}
         delay = timedelta(seconds=self._schedule[job.attempts - 1])
         return "retrying", {**values, "next_attempt_at": at + delay}
