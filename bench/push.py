@@ -27,7 +27,6 @@ import os
 import platform
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,29 +46,16 @@ HERE = SELF.parent
 PROJECT = HERE.parent
 sys.path.insert(0, str(PROJECT))
 
+from bench.run import CPUS, PG_ADMIN, free_port, pinned  # noqa: E402
 from tests.permits_support import permit_body  # noqa: E402
 from tests.support import ADMIN_NIP, make_code, make_nip  # noqa: E402
 
-PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-CPUS = os.cpu_count() or 1
 CLI = shutil.which("izin-siaran", path=str(Path(sys.executable).parent)) or str(
     PROJECT / ".venv" / "bin" / "izin-siaran"
 )
 
 
 # --- processes ---------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _pinned(cpu: int, command: list[str]) -> list[str]:
-    return (
-        ["taskset", "-c", str(cpu), *command] if shutil.which("taskset") and CPUS > 1 else command
-    )
 
 
 def _more_files(wanted: int = 65_536) -> None:
@@ -116,11 +102,11 @@ class Service:
     """`izin-siaran serve` (one uvicorn worker, in the process itself) pinned to CPU 0."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log.open("ab")
         self.process = subprocess.Popen(
-            _pinned(0, [CLI, "serve", "--port", str(self.port)]),
+            pinned(0, [CLI, "serve", "--port", str(self.port)]),
             env=env,
             cwd=PROJECT,
             stdout=self._log,
@@ -224,7 +210,7 @@ class Receiver:
     @classmethod
     async def start(cls) -> Receiver:
         process = await asyncio.create_subprocess_exec(
-            *_pinned(1, [sys.executable, str(SELF), "--receiver"]),
+            *pinned(1, [sys.executable, str(SELF), "--receiver"]),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=1 << 28,

@@ -49,13 +49,13 @@ PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:
 CPUS = os.cpu_count() or 1
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
-def _pinned(cpu: int, command: list[str]) -> list[str]:
+def pinned(cpu: int, command: list[str]) -> list[str]:
     return (
         ["taskset", "-c", str(cpu), *command] if shutil.which("taskset") and CPUS > 1 else command
     )
@@ -65,7 +65,7 @@ class Server:
     def __init__(
         self, app: str, env: dict[str, str], app_dir: Path = PROJECT, workers: int = 1
     ) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [
             sys.executable,
@@ -83,8 +83,8 @@ class Server:
             str(workers),
         ]
         # One worker has CPU 0 to itself; more share the machine with wrk.
-        pinned = _pinned(0, command) if workers == 1 else command
-        self.process = subprocess.Popen(pinned, env={**os.environ, **env}, cwd=PROJECT)
+        started = pinned(0, command) if workers == 1 else command
+        self.process = subprocess.Popen(started, env={**os.environ, **env}, cwd=PROJECT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and self.process.poll() is None:
             try:
@@ -186,11 +186,11 @@ def run_wrk(
     """A warm-up run (its figures dropped), then the measured run; with `watch`, the CPU
     time per request of the server and of the database during the measured run."""
     base = [wrk, "-t1", f"-c{connections}", "--latency", "-s", str(script), url]
-    warm = _pinned(1, [*base[:1], f"-d{max(1, int(seconds // 3))}s", *base[1:]])
+    warm = pinned(1, [*base[:1], f"-d{max(1, int(seconds // 3))}s", *base[1:]])
     subprocess.run(
         warm, env={**os.environ, **env, **(warm_env or {})}, capture_output=True, check=True
     )
-    measured = _pinned(1, [*base[:1], f"-d{int(seconds)}s", *base[1:]])
+    measured = pinned(1, [*base[:1], f"-d{int(seconds)}s", *base[1:]])
     before = watch.read() if watch else {}
     output = subprocess.run(
         measured, env={**os.environ, **env}, capture_output=True, text=True, check=True
