@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit.models import AuditEvent
 from app.audit.schemas import AuditEventOut
 from app.audit.service import NOTIFY_CHANNEL
+from app.auth.credentials import grants
 from app.auth.models import ApiKey
 from app.db import Database
 from app.org.models import Employee
@@ -296,7 +297,7 @@ class Hub:
                 continue
             if subscriber.reader is None:
                 key = await session.get(ApiKey, subscriber.caller.removeprefix("api-key:"))
-                if key is None or key.revoked_at is not None or "events" not in key.scopes:
+                if key is None or key.revoked_at is not None or not grants(key.scopes, "events"):
                     subscriber.close("credential_revoked", "This API key was revoked.")
                 continue
             employee = await session.get(Employee, subscriber.reader.nip)
