@@ -164,6 +164,7 @@ class Hub:
         self._subscribers: set[Subscriber] = set()
         self._listeners: list[Callable[[], None]] = []
         self._wakeup = asyncio.Event()
+        self._dispatching = asyncio.Lock()  # one reader of new events at a time
         self.last_seq = 0
         self._task: asyncio.Task[None] | None = None
         self._listen_task: asyncio.Task[None] | None = None
@@ -215,7 +216,7 @@ class Hub:
 
     def subscribe(self, caller: str, reader: Reader | None, limit: int) -> Subscriber:
         """A new subscriber, handed every event after `last_seq` (synchronous: no event is
-        handed out between reading the position and joining)."""
+        handed out between reading the position and joining; call `catch_up` first)."""
         subscriber = Subscriber(caller, reader, limit, self.last_seq)
         self._subscribers.add(subscriber)
         return subscriber
@@ -249,11 +250,18 @@ class Hub:
                     await self._wakeup.wait()
             self._wakeup.clear()
             try:
-                while await self._dispatch_batch():
-                    pass
+                await self.catch_up()
             except Exception:
                 log.exception("event hub: reading new events failed; retrying")
                 await asyncio.sleep(1)
+
+    async def catch_up(self) -> None:
+        """Hand out every event committed so far. A new stream calls it before it
+        subscribes, so that its starting point is the newest event committed before it
+        asked, not the last one this hub happened to have read."""
+        async with self._dispatching:
+            while await self._dispatch_batch():
+                pass
 
     async def _dispatch_batch(self) -> bool:
         """Hand out the next batch of new events; whether there were any."""

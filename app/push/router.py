@@ -299,6 +299,7 @@ async def event_stream(
     reader = (
         None if employee is None else Reader(employee.nip, employee.is_admin, employee.is_auditor)
     )
+    await hub.catch_up()  # then join at once: nothing is handed out in between
     subscriber = hub.subscribe(caller.actor, reader, settings.event_stream_queue_size)
     metrics.subscribers.inc()
 
