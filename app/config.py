@@ -11,6 +11,7 @@ import binascii
 import logging
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
@@ -50,6 +51,13 @@ class Settings(BaseSettings):
     # Reminders and escalation of permits still pending near their start (0: off).
     policy_remind_before_start_minutes: int = Field(default=120, ge=0, le=90 * 24 * 60)
     policy_escalate_before_start_minutes: int = Field(default=30, ge=0, le=90 * 24 * 60)
+
+    # Where the public reaches the service: the issuer of signed permits, and the base of
+    # every URL they carry (the verify page, the status lists). No trailing slash.
+    public_base_url: str = "http://localhost:8000"
+    # The signed permits' Ed25519 key (PEM, PKCS#8); without it the service generates one
+    # once and keeps it in the database, sealed with SECRETS_KEY (docs/RULES.md#credential-key).
+    credential_key_file: Path | None = None
 
     sweep_interval_seconds: float = Field(default=30, ge=0, le=86_400)
 
@@ -140,6 +148,24 @@ class Settings(BaseSettings):
         for origin in value:
             if not origin.startswith(("https://", "http://")) or origin.rstrip("/") != origin:
                 raise ValueError(f"{origin!r} is not an origin like https://app.example.go.id")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if (
+            parts.scheme not in ("https", "http")
+            or not parts.hostname
+            or value.endswith("/")
+            or parts.query
+            or parts.fragment
+            or parts.username is not None
+        ):
+            raise ValueError(
+                f"{value!r} is not a base URL like https://izin.anambaskab.go.id "
+                "(http or https, a host, no trailing slash, query or fragment)"
+            )
         return value
 
     @field_validator("log_level")

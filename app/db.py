@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import DateTime, MetaData, event, text
 from sqlalchemy.engine import Dialect, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -263,6 +263,14 @@ async def transaction(
             raise
         if session.in_transaction():
             await session.commit()
+
+
+async def take_turns(session: AsyncSession, lock: int) -> None:
+    """Writers of one kind (`lock`, a constant naming it) take turns from here to the end
+    of their transactions: a transaction-scoped advisory lock on PostgreSQL; on SQLite
+    every writer already holds the one write lock."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock})
 
 
 async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:

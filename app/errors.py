@@ -346,6 +346,16 @@ def file_problems_under_problem_json(document: dict[str, Any]) -> dict[str, Any]
     return document
 
 
+def public_operation(*statuses: int) -> dict[str, Any]:
+    """A public operation as the document declares it: no credential (`security: []`), and
+    the problems any request can meet (URI too long, the address' rate limit, a failure),
+    with `statuses`."""
+    return {
+        "responses": problem_responses(414, 429, 500, *statuses),
+        "openapi_extra": {"security": []},
+    }
+
+
 API_PROBLEMS = problem_responses(401, 403, 414, 422, 429, 500, 503)
 """What any /api/v1 operation can answer: auth, URI length, validation, rate limit, failures."""
 

@@ -25,6 +25,8 @@ from app.authorizations.fastpath import CheckFastPath
 from app.authorizations.reader import CheckReader
 from app.authorizations.router import router as authorizations_router
 from app.config import Settings, SettingsError, load_settings
+from app.credentials.keys import KeyRing, ensure_signing_key, read_key_file
+from app.credentials.router import router as credentials_router
 from app.db import Database
 from app.docs import install_docs
 from app.errors import file_problems_under_problem_json, install_error_handlers
@@ -140,6 +142,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await check_secrets_key(session, box)
             except SecretsKeyError as exc:
                 log.error("%s; webhook deliveries will fail until it is fixed", exc)
+        file_key = read_key_file(settings)
+        async with db.write() as session, session.begin():
+            await ensure_signing_key(session, box, settings, file_key)
+        app.state.keyring = keyring = KeyRing(db, box, file_key)
+        await keyring.load()
         app.state.address_rules = rules = AddressRules(
             allow_http=settings.webhook_allow_http, allow_private=settings.webhook_allow_private
         )
@@ -251,6 +258,7 @@ def create_app(
     app.include_router(audit_router)
     app.include_router(webhooks_router)
     app.include_router(events_router)
+    app.include_router(credentials_router)
     return app
 
 

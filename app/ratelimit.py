@@ -9,8 +9,10 @@ what a request sends.
   address' failure budget (`RateLimits.failed`). Once that is spent, further *failing*
   requests from the address are refused; a verified caller there keeps their own budget.
   So random tokens mint nothing: they all spend the one budget of where they come from.
-- Public endpoints (every path outside `/api/`, but `/healthz` and `/readyz`) spend the
-  client address' public budget, here in `RateLimitMiddleware`.
+- Public endpoints (every path outside `/api/` — the JWKS, the verify page, the docs —
+  but `/healthz` and `/readyz`, and the API's public operations: status lists and
+  credential verification, `PUBLIC_API`) spend the client address' public budget, here
+  in `RateLimitMiddleware`.
 - The client address is the socket peer; with `TRUSTED_PROXIES`, the address those
   proxies forwarded (uvicorn's `ProxyHeadersMiddleware`, added in `app.main` only then).
   IPv6 addresses count by their /64, the block one subscriber usually holds.
@@ -37,6 +39,8 @@ from app.errors import AppError, app_error_response
 
 CHECK_PATHS = frozenset({"/api/v1/authorizations/check"})
 NEVER_LIMITED = frozenset({"/healthz", "/readyz"})
+PUBLIC_API = ("/api/v1/credentials/verify", "/api/v1/status-lists/")
+"""The API's public operations (SPEC §9): no credential, the address' public budget."""
 CAPACITY = 16_384
 """Buckets a budget keeps at most (≈ 310 bytes each: ≈ 5 MB a budget, four budgets)."""
 
@@ -169,6 +173,13 @@ def _spend(scope: Scope, budget: Budget, key: str, cost: int = 1) -> None:
         raise RateLimited(spent)
 
 
+def is_public(path: str) -> bool:
+    """Whether a path is public, and so limited by its address' public budget."""
+    if path.startswith("/api/"):
+        return path.startswith(PUBLIC_API)
+    return path not in NEVER_LIMITED
+
+
 class RateLimitMiddleware:
     """Limits the public endpoints per address, and puts the RateLimit headers of whatever
     budget a request spent on its response."""
@@ -183,7 +194,7 @@ class RateLimitMiddleware:
             return
         scope.setdefault("state", {})  # shared by every layer below, whatever copies the scope
         path: str = scope["path"]
-        if path not in NEVER_LIMITED and not path.startswith("/api/"):
+        if is_public(path):
             try:
                 self.limits.public_request(scope)
             except RateLimited as exc:

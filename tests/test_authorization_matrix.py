@@ -87,7 +87,7 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("get", "/healthz"): PUBLIC,
     ("get", "/readyz"): PUBLIC,
     ("get", "/metrics"): PUBLIC,  # without METRICS_TOKEN (with it: tests/test_metrics.py)
-    ("get", "/.well-known/jwks.json"): dict.fromkeys(CALLERS, 404),  # an identity provider is set
+    ("get", "/.well-known/jwks.json"): PUBLIC,  # the signed permits' keys, in every auth mode
     ("get", "/api/v1/me"): table(200),
     ("post", "/api/v1/units"): admin_only(201),
     ("get", "/api/v1/units"): table(200),
@@ -122,6 +122,12 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("get", "/api/v1/permits/{permit_id}/events"): table(
         404, **HIDDEN, requester=403, head=403, plh=403, auditor=200, admin=200
     ),
+    # Signed permits (SPEC §9): an approved permit's readers; the rest is public.
+    ("get", "/api/v1/permits/{permit_id}/credential"): table(404, **SEES_PERMIT),
+    ("get", "/api/v1/permits/{permit_id}/credential.png"): table(404, **SEES_PERMIT),
+    ("get", "/api/v1/permits/{permit_id}/credential.svg"): table(404, **SEES_PERMIT),
+    ("get", "/api/v1/status-lists/{number}"): PUBLIC,
+    ("post", "/api/v1/credentials/verify"): PUBLIC,
     ("get", "/api/v1/authorizations/check"): table(200, key_check=200),
     ("get", "/api/v1/audit/events"): table(403, auditor=200, admin=200),
     ("get", "/api/v1/audit/events.csv"): table(403, auditor=200, admin=200),
@@ -278,7 +284,8 @@ async def _call(
         return template, permit_body(workspace) if method == "post" else None, {}
     if template.startswith("/api/v1/permits/{permit_id}"):
         action = template.rsplit("/", 1)[-1]
-        permit = await world.fresh_permit(approved=action == "revoke")
+        approved = action == "revoke" or action.startswith("credential")
+        permit = await world.fresh_permit(approved=approved)
         body = (
             {"reason": "Alasan"}
             if action in ("deny", "revoke")
@@ -289,6 +296,11 @@ async def _call(
         return template, None, {"nip": office.staff["nip"], "workspace_code": workspace}
     if template.startswith("/api/v1/webhooks"):
         return await _webhook_call(world, method, template)
+    if template == "/api/v1/status-lists/{number}":
+        await world.fresh_permit(approved=True)  # the first approval begins list 0
+        return "/api/v1/status-lists/0", None, {}
+    if template == "/api/v1/credentials/verify":
+        return template, {"credential": "not.a.credential"}, {}
     return template, None, {}
 
 
@@ -352,7 +364,7 @@ async def test_every_route_and_caller(client: httpx.AsyncClient, org: Org, app: 
                 mismatches.append(
                     (method, template, caller, expected, response.status_code, response.text[:200])
                 )
-            elif expected >= 400 and template != "/.well-known/jwks.json":
+            elif expected >= 400:
                 assert_problem(response, expected)
     assert not mismatches, "\n".join(map(str, mismatches))
     assert len(MATRIX) * len(CALLERS) >= 500

@@ -108,20 +108,34 @@ def _thumbprint(jwk: dict[str, Any]) -> str:
 # --- the published key ------------------------------------------------------------------
 
 
-async def test_local_mode_publishes_one_eddsa_key(local: httpx.AsyncClient) -> None:
+async def test_local_mode_publishes_its_token_key_and_the_permits_key(
+    local: httpx.AsyncClient, local_settings: Settings, data_dir: Path
+) -> None:
     response = await local.get(JWKS)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/json")
     assert "max-age" in response.headers.get("cache-control", "")
-    (jwk,) = response.json()["keys"]
-    assert (jwk["kty"], jwk["crv"], jwk["alg"], jwk["use"]) == ("OKP", "Ed25519", "EdDSA", "sig")
-    assert set(jwk) == {"kty", "crv", "x", "kid", "alg", "use"}  # no private member ("d")
+    keys = response.json()["keys"]
+    assert len(keys) == 2  # the tokens' (local mode) and the signed permits'
+    for jwk in keys:
+        assert (jwk["kty"], jwk["crv"], jwk["alg"], jwk["use"]) == (
+            "OKP",
+            "Ed25519",
+            "EdDSA",
+            "sig",
+        )
+        assert set(jwk) == {"kty", "crv", "x", "kid", "alg", "use"}  # no private member ("d")
+        assert jwk["kid"] == _thumbprint(jwk)
+    token = load_or_create_signer(data_dir).mint(local_settings, ADMIN_NIP)
+    assert jwt.get_unverified_header(token)["kid"] in {jwk["kid"] for jwk in keys}
+
+
+async def test_remote_mode_publishes_the_permits_key_only(
+    client: httpx.AsyncClient, keyring: KeyRing
+) -> None:
+    (jwk,) = (await client.get(JWKS)).json()["keys"]
     assert jwk["kid"] == _thumbprint(jwk)
-
-
-async def test_remote_mode_publishes_no_jwks(client: httpx.AsyncClient) -> None:
-    body = assert_problem(await client.get(JWKS), 404, "not_found")
-    assert "AUTH_JWKS_URL" in body["detail"]
+    assert jwk["kid"] not in keyring.jwks_path.read_text()  # not the identity provider's
 
 
 # --- its tokens ---------------------------------------------------------------------------

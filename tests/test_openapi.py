@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from app.apikeys.schemas import ApiKeyCreate
 from app.config import Settings
+from app.credentials.schemas import VerifyRequest
 from app.demo import EMPLOYEES
 from app.errors import AppError
 from app.http import IF_MATCH, if_match_version
@@ -51,8 +52,11 @@ CREATES = {
     ("post", "/api/v1/permits"),
     ("post", "/api/v1/webhooks"),
 }
-ISSUES = {("post", "/api/v1/events/tickets")}
-"""POSTs that hand out something not kept as a resource (a single-use ticket): 200."""
+ISSUES = {("post", "/api/v1/events/tickets"), ("post", "/api/v1/credentials/verify")}
+"""POSTs that hand out something not kept as a resource (a single-use ticket, a verdict):
+200."""
+PUBLIC_API = {"/api/v1/status-lists/{number}", "/api/v1/credentials/verify"}
+"""The API's public operations (SPEC §9): no credential, so never a 401."""
 EITHER_CREDENTIAL = {
     "/api/v1/authorizations/check",
     "/api/v1/events/stream",
@@ -78,6 +82,7 @@ MODELS: dict[str, type[BaseModel]] = {
         RevokeBody,
         WebhookCreate,
         WebhookUpdate,
+        VerifyRequest,
     )
 }
 VALID_NIPS = [nip for nip, *_ in EMPLOYEES]
@@ -133,6 +138,7 @@ def test_every_api_operation_declares_the_common_problems(
         f"{method.upper()} {path}"
         for method, path, operation in operations(document, "/api/v1/")
         if PROBLEM_JSON not in operation["responses"].get(status, {}).get("content", {})
+        and not (status == "401" and path in PUBLIC_API)
     ]
     assert missing == [], f"without a {status} problem: {missing}"
 
@@ -215,8 +221,10 @@ def test_every_operation_says_which_credential_it_takes(document: dict[str, Any]
     assert schemes["apiKey"] == {**schemes["apiKey"], "type": "apiKey", "in": "header"}
     assert schemes["apiKey"]["name"] == "X-API-Key"
     for _method, path, operation in operations(document, "/api/v1/"):
-        expected = [{"bearer": []}]
-        if path in EITHER_CREDENTIAL:
+        expected: list[dict[str, list[str]]] = [{"bearer": []}]
+        if path in PUBLIC_API:
+            expected = []
+        elif path in EITHER_CREDENTIAL:
             expected = [{"bearer": []}, {"apiKey": []}]
         assert operation.get("security") == expected, path
     for path in ("/healthz", "/readyz", "/.well-known/jwks.json"):

@@ -7,41 +7,26 @@ mode is for trying the service on one machine, not for production.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.config import Settings
 from app.files import create_once
+from app.jwk import load_private_pem, private_pem, public_jwk
 from app.timeutil import utcnow
 
 KEY_FILE = "local-signing-key.pem"
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 class LocalSigner:
     def __init__(self, private_key: Ed25519PrivateKey) -> None:
         self._private_key = private_key
-        raw = private_key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-        public = {"crv": "Ed25519", "kty": "OKP", "x": _b64url(raw)}
-        # RFC 7638 thumbprint: the required members, sorted, no spaces.
-        thumbprint = hashlib.sha256(
-            json.dumps(public, sort_keys=True, separators=(",", ":")).encode()
-        ).digest()
-        self.kid = _b64url(thumbprint)
-        self.public_jwk: dict[str, Any] = {**public, "kid": self.kid, "alg": "EdDSA", "use": "sig"}
+        self.public_jwk: dict[str, Any] = public_jwk(private_key.public_key())
+        self.kid: str = self.public_jwk["kid"]
 
     @property
     def jwks(self) -> dict[str, Any]:
@@ -61,13 +46,8 @@ class LocalSigner:
 
 
 def load_or_create_signer(data_dir: Path) -> LocalSigner:
-    pem = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    path = create_once(data_dir / KEY_FILE, pem)
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise RuntimeError(f"{path} does not hold an Ed25519 private key")
-    return LocalSigner(key)
+    path = create_once(data_dir / KEY_FILE, private_pem(Ed25519PrivateKey.generate()))
+    try:
+        return LocalSigner(load_private_pem(path.read_bytes(), str(path)))
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from None

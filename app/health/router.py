@@ -1,4 +1,4 @@
-"""Liveness, readiness and the local-mode JWKS."""
+"""Liveness and readiness."""
 
 from __future__ import annotations
 
@@ -6,23 +6,12 @@ import asyncio
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
-from app.errors import problem_response, problem_responses
+from app.errors import problem_response, public_operation
 from app.migrate import current_revision, head_revision
 
 router = APIRouter(tags=["operations"])
-
-
-def _public(*statuses: int) -> dict[str, Any]:
-    """A public operation as the document declares it: no credential (`security: []`), and
-    the problems any request can meet (URI too long, the address' rate limit, a failure),
-    with `statuses`."""
-    return {
-        "responses": problem_responses(414, 429, 500, *statuses),
-        "openapi_extra": {"security": []},
-    }
 
 
 READY_TIMEOUT_SECONDS = 2.0
@@ -32,34 +21,19 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
-class PublicKey(BaseModel):
-    """A JSON Web Key (RFC 7517): the public half only."""
-
-    model_config = ConfigDict(extra="allow")  # the key type's own members (`x`, `n`, `e`, …)
-
-    kty: str
-    kid: str
-    alg: str | None = None
-    use: str | None = None
-
-
-class KeySet(BaseModel):
-    keys: list[PublicKey]
-
-
 class Readiness(BaseModel):
     status: Literal["ready"]
     database: str
     schema_revision: str
 
 
-@router.get("/healthz", **_public())
+@router.get("/healthz", **public_operation())
 async def healthz() -> Health:
     """The process is up. Says nothing about the database."""
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Readiness, **_public(503))
+@router.get("/readyz", response_model=Readiness, **public_operation(503))
 async def readyz(request: Request) -> Any:
     """Ready to serve: the database answers and its schema is at this version's head."""
     db = request.app.state.db
@@ -75,14 +49,3 @@ async def readyz(request: Request) -> Any:
             f"The database schema is at {revision}, this version needs {head}; run migrations.",
         )
     return Readiness(status="ready", database=db.dialect, schema_revision=revision)
-
-
-@router.get("/.well-known/jwks.json", response_model=KeySet, **_public(404))
-async def jwks(request: Request) -> JSONResponse:
-    """The local-mode signing key (public part). Not served when an identity provider is set."""
-    signer = request.app.state.local_signer
-    if signer is None:
-        return problem_response(
-            404, "not_found", "This service uses an external identity provider (AUTH_JWKS_URL)."
-        )
-    return JSONResponse(signer.jwks, headers={"Cache-Control": "public, max-age=300"})

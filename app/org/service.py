@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, exists, select, text
+from sqlalchemy import Select, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import SYSTEM_ACTOR, append_event
+from app.db import take_turns
 from app.errors import AlreadyExists, Conflict, InvalidInput, NotFound, field_error
 from app.nip import NipError, infer_employment, parse_nip
 from app.org.models import Employee, Unit, Workspace
@@ -362,8 +363,7 @@ async def ensure_admins(session: AsyncSession, nips: Sequence[str]) -> None:
     """BOOTSTRAP_ADMIN_NIPS: each exists, active, with the admin role. Instances starting
     at once on a new database take turns (a transaction-scoped lock on PostgreSQL; SQLite
     has one writer), so the second finds what the first made."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _BOOTSTRAP_LOCK})
+    await take_turns(session, _BOOTSTRAP_LOCK)
     for nip in nips:
         employee = await session.get(Employee, nip, with_for_update=True)
         if employee is None:

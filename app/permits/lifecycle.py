@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit.service import SYSTEM_ACTOR
 from app.errors import AppError, Conflict, Forbidden, NotFound
 from app.org.models import Employee
-from app.permits import events
+from app.permits import events, status_list
 from app.permits.approvers import ESCALATE_BEFORE, REMIND_BEFORE, Approver, ApproverResolver
 from app.permits.facts import HasStatus
 from app.permits.models import Permit
@@ -234,8 +234,13 @@ async def apply_transition(
     if isinstance(row.guard, Window) and not row.guard.holds(permit, now):
         raise _invalid(permit.id, state, row.target, row.guard.refusal)
 
+    # An approved permit gets its status list entry (docs/RULES.md#status-lists).
+    entry = await status_list.allot(session) if row.target == "approved" else None
+
     def change() -> None:
         permit.status = row.target
+        if entry is not None:
+            permit.status_list, permit.status_idx = entry
         actor = by.nip if by is not None else None
         if row.writes is DECIDES:
             permit.decided_by, permit.decided_at, permit.decision_note = actor, now, text

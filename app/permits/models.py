@@ -23,6 +23,9 @@ class Permit(Base):
         CheckConstraint(_in("purpose", PURPOSES), name="purpose"),
         CheckConstraint(_in("status", STATUSES), name="status"),
         CheckConstraint("ends_at > starts_at", name="window"),
+        # An approved permit has its entry in a status list (docs/RULES.md#status-lists).
+        CheckConstraint("status <> 'approved' OR status_idx IS NOT NULL", name="status_entry"),
+        Index("uq_permits_status_entry", "status_list", "status_idx", unique=True),
         # The check by employee and workspace, and by platform and channel: each of its
         # reads is a range of `ends_at` within one pair (app/authorizations/reader.py).
         Index("ix_permits_requester_workspace_ends", "requester_nip", "workspace_code", "ends_at"),
@@ -72,6 +75,22 @@ class Permit(Base):
     # recorded or not.
     reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Its entry in a status list, given when it is approved and kept for good: the bit that
+    # says whether its signed credential is withdrawn (docs/RULES.md#status-lists).
+    status_list: Mapped[int | None] = mapped_column(Integer, default=None)
+    status_idx: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+class StatusList(Base):
+    """A status list of signed permits: `size` entries, `used` of them given so far
+    (docs/RULES.md#status-lists)."""
+
+    __tablename__ = "status_lists"
+
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    size: Mapped[int] = mapped_column(Integer)
+    used: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class IdempotencyRecord(Base):

@@ -18,10 +18,10 @@ from app.permits.approvers import CHAIN_COLUMNS, CHAIN_ORDER, UnitDeciders, chai
 from app.permits.models import Permit
 from app.rawdb import RawReader, Statement
 
-_INTERNAL = frozenset({"channel_key", "reminded_at", "escalated_at"})
+_INTERNAL = frozenset({"channel_key", "reminded_at", "escalated_at", "status_list", "status_idx"})
 COLUMNS = tuple(c.key for c in Permit.__table__.columns if c.key not in _INTERNAL)
-"""The permit's columns as the API shows them (all but the matching key and the sweep's
-bookkeeping), in table order."""
+"""The permit's columns as the API shows them (all but the matching key, the sweep's
+bookkeeping and the status list entry), in table order."""
 INSTANTS = frozenset(
     {"starts_at", "ends_at", "decided_at", "closed_at", "created_at", "updated_at"}
 )

@@ -31,6 +31,24 @@ STATUSES: tuple[str, ...] = get_args(Status)
 CAPACITIES: tuple[str, ...] = get_args(Capacity)
 PERMIT_EVENTS: tuple[str, ...] = get_args(PermitEvent)
 
+# How people read them (the /verify page, in Bahasa Indonesia): one name for every value.
+PLATFORM_NAMES: dict[str, str] = {
+    "youtube": "YouTube",
+    "tiktok": "TikTok",
+    "instagram": "Instagram",
+    "facebook": "Facebook",
+    "x": "X",
+    "other": "platform lain",
+}
+CAPACITY_NAMES: dict[str, str] = {
+    "head": "kepala unit",
+    "plh": "pelaksana harian (Plh) kepala unit",
+    "plt": "pelaksana tugas (Plt) kepala unit",
+    "parent_head": "kepala unit induk",
+}
+if set(PLATFORM_NAMES) != set(PLATFORMS) or set(CAPACITY_NAMES) != set(CAPACITIES):
+    raise RuntimeError("every platform and capacity needs its name")  # pragma: no cover
+
 
 def channel_key(channel: str) -> str:
     """How channels are matched (docs/RULES.md#channels): Unicode NFKC (so full-width and
