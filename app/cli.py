@@ -378,6 +378,66 @@ def webhooks_redeliver(
         raise typer.Exit(1) from None
 
 
+credential_key_cli = typer.Typer(
+    help="The key signed permits are signed with (docs/RULES.md#credential-key).",
+    no_args_is_help=True,
+)
+cli.add_typer(credential_key_cli, name="credential-key")
+
+
+@credential_key_cli.command("list")
+def credential_key_list() -> None:
+    """Every key that has signed permits: the one that signs now, and until when each
+    retired one stays published."""
+    from app.credentials.keys import list_keys
+    from app.timeutil import format_instant
+
+    async def listing() -> list[list[str]]:
+        db = _database(_settings())
+        try:
+            async with db.read() as session:
+                return [
+                    [
+                        key.kid,
+                        "signing" if key.retired_at is None else "retired",
+                        "file" if key.private_sealed is None else "generated",
+                        format_instant(key.created_at),
+                        format_instant(key.published_until) if key.published_until else "-",
+                    ]
+                    for key in await list_keys(session)
+                ]
+        finally:
+            await db.dispose()
+
+    rows = asyncio.run(listing())
+    typer.echo(_table(rows, ["kid", "state", "source", "created", "published until"]))
+
+
+@credential_key_cli.command("rotate")
+def credential_key_rotate() -> None:
+    """Sign with a new generated key from now on. The key before stays published until
+    every permit it can have signed has ended, so its credentials keep verifying; running
+    instances sign with the new key within 10 s."""
+    from app.credentials.keys import CredentialKeyError, rotate_signing_key
+    from app.secretbox import SecretsKeyError, load_secret_box
+
+    settings = _settings()
+
+    async def rotate() -> str:
+        db = _database(settings)
+        try:
+            async with db.write() as session, session.begin():
+                return await rotate_signing_key(session, load_secret_box(settings), settings)
+        finally:
+            await db.dispose()
+
+    try:
+        typer.echo(f"signing with {asyncio.run(rotate())}")
+    except (CredentialKeyError, SecretsKeyError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+
+
 def main() -> None:
     cli()
 

@@ -10,7 +10,9 @@
   approved now could run: `POLICY_MAX_LEAD_DAYS` + `POLICY_MAX_DURATION_MINUTES`).
 - Rotation: `izin-siaran credential-key rotate` (a generated key), or a new
   `CREDENTIAL_KEY_FILE` and a restart. Running instances read the keys again at least
-  every `REFRESH_SECONDS`, and at once when a credential names a key they do not know.
+  every `REFRESH_SECONDS`, and at once when a credential names a key they do not know
+  (one read at a time: requests waiting meanwhile take its result rather than read again,
+  so unknown keys cost at most what a verification's own status read costs).
 """
 
 from __future__ import annotations
@@ -42,8 +44,6 @@ log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 10.0
 """How stale an instance's view of the keys may get (a rotation elsewhere)."""
-UNKNOWN_KID_SECONDS = 1.0
-"""A credential naming an unknown key reads the keys again, at most this often."""
 
 # An arbitrary constant naming "settling the signing key" among the advisory locks.
 _KEYS_LOCK = 0x1_2A51_C4ED
@@ -200,15 +200,16 @@ class KeyRing:
         async with self._lock:
             await self._load()
 
-    async def _fresh(self, older_than: float) -> None:
-        if self._clock() - self._read_at < older_than:
+    async def _fresh(self, since: float) -> None:
+        """The keys as read at `since` (a `clock()` instant) or later."""
+        if self._read_at >= since:
             return
         async with self._lock:
-            if self._clock() - self._read_at >= older_than:  # nobody read them meanwhile
+            if self._read_at < since:  # nobody read them while this request waited
                 await self._load()
 
     async def _load(self) -> None:
-        now = utcnow()
+        began, now = self._clock(), utcnow()
         async with self._db.read() as session:
             rows = (
                 await session.scalars(
@@ -221,7 +222,7 @@ class KeyRing:
         if current is not None:
             signer, why_not = self._signer(current)
         self._keys = _Keys(published, signer, why_not)
-        self._read_at = self._clock()
+        self._read_at = began  # what was read is as of then
 
     def _signer(self, row: CredentialKey) -> tuple[Signer | None, str]:
         if row.private_sealed is None:
@@ -244,7 +245,7 @@ class KeyRing:
     async def signer(self) -> Signer:
         """The key to sign with now; `CredentialKeyUnavailable` (503) if this instance
         cannot (the reason is logged and in the problem)."""
-        await self._fresh(REFRESH_SECONDS)
+        await self._fresh(self._clock() - REFRESH_SECONDS)
         keys = self._keys
         if keys.signer is None:
             log.error("cannot sign a permit: %s", keys.why_not)
@@ -254,15 +255,16 @@ class KeyRing:
     async def public_key(self, kid: str) -> Ed25519PublicKey | None:
         """The published key `kid`, or None: a key this service never had, or retired long
         enough ago that no credential it signed is still unexpired."""
-        await self._fresh(REFRESH_SECONDS)
+        asked = self._clock()
+        await self._fresh(asked - REFRESH_SECONDS)
         if kid not in self._keys.published:
-            await self._fresh(UNKNOWN_KID_SECONDS)
+            await self._fresh(asked)  # a key made since the last read (a rotation elsewhere)
         entry = self._keys.published.get(kid)
         return entry[1] if entry is not None else None
 
     async def published(self) -> list[dict[str, Any]]:
         """The published keys' JWKs, for `/.well-known/jwks.json`."""
-        await self._fresh(REFRESH_SECONDS)
+        await self._fresh(self._clock() - REFRESH_SECONDS)
         return [jwk for jwk, _ in self._keys.published.values()]
 
 
