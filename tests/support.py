@@ -224,18 +224,25 @@ class Org:
         return response.json(), head
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 class ServerProcess:
     """A real `izin-siaran serve` (uvicorn) in a child process, on a free loopback port."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, env: dict[str, str], cwd: Path, args: Sequence[str] = (), port: int | None = None
+    ) -> None:
         import os
-        import socket
         import subprocess
         import sys
 
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         # Load tests send far more than a person would; the limit has tests of its own.
         full_env = {**os.environ, "RATE_LIMIT_PER_MINUTE": "1000000", **env}
@@ -373,3 +380,42 @@ async def fetch_rows(database_url: str, *statements: str) -> list[list[Any]]:
             return [list((await connection.execute(text(sql))).all()) for sql in statements]
     finally:
         await engine.dispose()
+
+
+def chromium() -> str:
+    """Debian's Chromium (`.ci/run` installs it): its path; a failure in CI, a skip elsewhere."""
+    import os
+    import shutil
+
+    import pytest
+
+    found = shutil.which("chromium")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("Chromium is needed for the browser tests (apt-get install chromium)")
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    return found
+
+
+async def browse(url: str, *flags: str) -> tuple[str, str]:
+    """Chromium, headless, opens `url` with `flags` (`--dump-dom`, `--screenshot=…`, …) in a
+    profile of its own: its (stdout, stderr)."""
+    import tempfile
+
+    import anyio
+
+    with tempfile.TemporaryDirectory() as profile:
+        browser = await anyio.run_process(
+            [
+                chromium(),
+                *("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"),
+                *("--no-first-run", "--disable-background-networking"),
+                *("--disable-component-update", "--disable-sync", "--hide-scrollbars"),
+                f"--user-data-dir={profile}",
+                *("--enable-logging=stderr", "--v=0"),
+                *flags,
+                url,
+            ],
+            check=False,
+        )
+    return browser.stdout.decode(), browser.stderr.decode()

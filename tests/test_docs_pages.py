@@ -4,17 +4,13 @@ Chromium, headless; `.ci/run` installs it)."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
-import anyio
 import httpx
 import pytest
 
-from tests.support import KeyRing, ServerProcess, server_env
+from tests.support import KeyRing, ServerProcess, browse, server_env
 
 pytestmark = pytest.mark.anyio
 
@@ -22,15 +18,6 @@ PAGES = ("/docs", "/redoc")
 # ReDoc's footer shows its maker's logo from their CDN: the policy refuses it, by design
 # (nothing is loaded from elsewhere); the page renders without it.
 REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
-
-
-def _chromium() -> str:
-    found = shutil.which("chromium")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("Chromium is needed for the docs pages' test (apt-get install chromium)")
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
-    return found
 
 
 def _script_policy(policy: str) -> str:
@@ -63,27 +50,13 @@ async def test_docs_pages_load_nothing_from_elsewhere_and_declare_a_strict_polic
 async def test_docs_pages_render_in_a_browser_under_their_policy(
     database_url: str, keyring: KeyRing, tmp_path: Path
 ) -> None:
-    chromium = _chromium()
     server = ServerProcess(server_env(database_url, keyring, tmp_path / "data"), tmp_path)
     try:
         server.wait_ready()
         for path, rendered in (("/docs", 'class="opblock'), ("/redoc", "api-content")):
-            with tempfile.TemporaryDirectory() as profile:
-                browser = await anyio.run_process(
-                    [
-                        chromium,
-                        *("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"),
-                        *("--no-first-run", "--disable-background-networking"),
-                        *("--disable-component-update", "--disable-sync"),
-                        f"--user-data-dir={profile}",
-                        *("--enable-logging=stderr", "--v=0"),
-                        "--virtual-time-budget=15000",
-                        "--dump-dom",
-                        server.base_url + path,
-                    ],
-                    check=False,
-                )
-            stdout, stderr = browser.stdout.decode(), browser.stderr.decode()
+            stdout, stderr = await browse(
+                server.base_url + path, "--virtual-time-budget=15000", "--dump-dom"
+            )
             assert rendered in stdout, (path, stdout[-2000:], stderr[-3000:])
             refused = [
                 line
