@@ -143,6 +143,19 @@ def test_every_api_operation_declares_the_common_problems(
     assert missing == [], f"without a {status} problem: {missing}"
 
 
+def test_every_operation_with_a_json_body_declares_400_and_413(document: dict[str, Any]) -> None:
+    """A body that is not JSON is a 400 `malformed_json`, one too large a 413: both must be
+    in the document for any operation that takes a body (public ones included)."""
+    missing = [
+        f"{method.upper()} {path} {status}"
+        for method, path, operation in operations(document)
+        if "application/json" in operation.get("requestBody", {}).get("content", {})
+        for status in ("400", "413")
+        if status not in operation["responses"]
+    ]
+    assert missing == []
+
+
 def test_every_declared_error_is_a_problem(document: dict[str, Any]) -> None:
     problem = document["components"]["schemas"]["Problem"]
     assert {"type", "title", "status", "detail", "code"} <= set(problem["required"])

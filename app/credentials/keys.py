@@ -221,6 +221,8 @@ class KeyRing:
         current = next((row for row in rows if row.retired_at is None), None)
         if current is not None:
             signer, why_not = self._signer(current)
+        if signer is None and why_not != self._keys.why_not:
+            log.error("this instance cannot sign permits: %s", why_not)  # once, not per request
         self._keys = _Keys(published, signer, why_not)
         self._read_at = began  # what was read is as of then
 
@@ -244,11 +246,10 @@ class KeyRing:
 
     async def signer(self) -> Signer:
         """The key to sign with now; `CredentialKeyUnavailable` (503) if this instance
-        cannot (the reason is logged and in the problem)."""
+        cannot (the reason is in the problem, and in the log when the keys are read)."""
         await self._fresh(self._clock() - REFRESH_SECONDS)
         keys = self._keys
         if keys.signer is None:
-            log.error("cannot sign a permit: %s", keys.why_not)
             raise CredentialKeyUnavailable(f"This instance cannot sign permits: {keys.why_not}.")
         return keys.signer
 

@@ -90,7 +90,7 @@ async def status_list(
     )
 
 
-@router.post("/api/v1/credentials/verify", **public_operation(413, 422, 503))
+@router.post("/api/v1/credentials/verify", **public_operation(400, 413, 422, 503))
 async def verify_credential(
     body: VerifyRequest, request: Request, session: ReadSession
 ) -> VerifyOut:
