@@ -28,13 +28,24 @@ sys.path.insert(0, str(HERE.parent))
 
 from app.auth.local import load_or_create_signer  # noqa: E402
 from app.config import load_settings  # noqa: E402
-from bench.run import Server, drop, ensure_wrk, prepare, server_env  # noqa: E402
+from bench.run import (  # noqa: E402
+    Server,
+    drop,
+    ensure_wrk,
+    prepare,
+    server_env,
+    signed_credentials,
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="postgresql")
-    parser.add_argument("--scenario", choices=["check", "permit", "list", "write"], default="check")
+    parser.add_argument(
+        "--scenario",
+        choices=["check", "permit", "list", "credential", "verify", "write"],
+        default="check",
+    )
     parser.add_argument("--permits", type=int, default=10_000)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument(
@@ -63,15 +74,24 @@ def main() -> None:
         script = lua / "get_varied.lua"
         wrk_env |= {"BENCH_PATHS": str(paths), "BENCH_HEADER": f"X-API-Key: {seeded.api_key}"}
         connections = 32
-    elif args.scenario in ("permit", "list"):
+    elif args.scenario in ("permit", "list", "credential"):
         paths = folder / "paths.txt"
         if args.scenario == "permit":
             paths.write_text("\n".join(f"/api/v1/permits/{i}" for i in seeded.permit_ids))
+        elif args.scenario == "credential":
+            paths.write_text(
+                "\n".join(f"/api/v1/permits/{i}/credential" for i in seeded.approved_ids)
+            )
         else:
             paths.write_text("/api/v1/permits?limit=50\n")
         script = lua / "get_varied.lua"
         admin = signer.mint(settings, seeded.admin, minutes=60)
         wrk_env |= {"BENCH_PATHS": str(paths), "BENCH_HEADER": f"Authorization: Bearer {admin}"}
+        connections = 32
+    elif args.scenario == "verify":
+        bodies = folder / "bodies.txt"  # written once the service runs (it signs them)
+        script = lua / "post_varied.lua"
+        wrk_env |= {"BENCH_BODIES": str(bodies), "BENCH_POST_PATH": "/api/v1/credentials/verify"}
         connections = 32
     else:
         workspaces = folder / "workspaces.txt"
@@ -90,6 +110,9 @@ def main() -> None:
     out = HERE / "results" / f"flame-{args.scenario}-{args.backend}.{suffix}"
     service = Server("app.main:app", env)
     try:
+        if args.scenario == "verify":
+            admin = signer.mint(settings, seeded.admin, minutes=60)
+            bodies.write_text(signed_credentials(service.url, admin, seeded))
         drive = [wrk, "-t1", f"-c{connections}", f"-d{args.seconds + 4}s", "-s", str(script)]
         load = subprocess.Popen(
             ["taskset", "-c", "1", *drive, service.url],

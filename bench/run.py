@@ -273,6 +273,23 @@ def _service_round(
             seconds=args.duration,
             watch=watch,
         )
+    if _selected(args, VERIFY):
+        bodies = files / "verify.txt"
+        if not bodies.exists():  # credentials this service signed: the first round's
+            bodies.write_text(signed_credentials(service.url, token[seeded.admin], seeded))
+        results[VERIFY] = run_wrk(
+            wrk,
+            service.url,
+            HERE / "lua" / "post_varied.lua",
+            {
+                **lua,
+                "BENCH_BODIES": str(bodies),
+                "BENCH_POST_PATH": "/api/v1/credentials/verify",
+            },
+            connections=args.connections,
+            seconds=args.duration,
+            watch=watch,
+        )
     if _selected(args, "check nip+workspace, API key, 8 connections"):
         results["check nip+workspace, API key, 8 connections"] = run_wrk(
             wrk,
@@ -308,6 +325,21 @@ def _service_round(
     return results
 
 
+VERIFY = "verify: POST /credentials/verify (public)"
+
+
+def signed_credentials(url: str, admin: str, seeded: Seeded, count: int = 500) -> str:
+    """The bodies of verify requests: credentials of approved permits, signed by the
+    service at `url`, one JSON body per line."""
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}) as client:
+        lines = []
+        for permit_id in seeded.approved_ids[:count]:
+            response = client.get(f"/api/v1/permits/{permit_id}/credential")
+            response.raise_for_status()
+            lines.append(json.dumps({"credential": response.json()["credential"]}))
+    return "\n".join(lines)
+
+
 def _selected(args: argparse.Namespace, label: str) -> bool:
     return not args.only or any(word in label for word in args.only)
 
@@ -320,6 +352,7 @@ def server_env(url: str, folder: Path) -> dict[str, str]:
         "LOG_LEVEL": "WARNING",
         "RATE_LIMIT_PER_MINUTE": "1000000",
         "RATE_LIMIT_CHECK_PER_MINUTE": "10000000",
+        "RATE_LIMIT_PUBLIC_PER_MINUTE": "1000000",
         "POLICY_MAX_LEAD_DAYS": "3650",  # each round books its writes 60 days further out
         "AUTH_JWKS_URL": "",
         "BOOTSTRAP_ADMIN_NIPS": "",
@@ -370,6 +403,13 @@ def bench_backend(backend: str, args: argparse.Namespace, wrk: str) -> dict[str,
         )
     )
     (files / "permit.txt").write_text("\n".join(f"/api/v1/permits/{i}" for i in seeded.permit_ids))
+    (files / "credential.txt").write_text(
+        "\n".join(f"/api/v1/permits/{i}/credential" for i in seeded.approved_ids)
+    )
+    (files / "qr.txt").write_text(
+        "\n".join(f"/api/v1/permits/{i}/credential.png" for i in seeded.approved_ids)
+    )
+    (files / "status-list.txt").write_text("/api/v1/status-lists/0\n")
     (files / "list.txt").write_text("/api/v1/permits?limit=50\n")
     (files / "ceiling.txt").write_text("/ceiling\n")
     (files / "workspaces.txt").write_text("\n".join(seeded.write_workspaces))
@@ -377,6 +417,7 @@ def bench_backend(backend: str, args: argparse.Namespace, wrk: str) -> dict[str,
     key = {"BENCH_HEADER": f"X-API-Key: {seeded.api_key}"}
     jwt_admin = {"BENCH_HEADER": f"Authorization: Bearer {token[seeded.admin]}"}
     jwt_staff = {"BENCH_HEADER": f"Authorization: Bearer {token[seeded.staff[0]]}"}
+    anyone = {"BENCH_HEADER": "User-Agent: izin-siaran-bench"}  # the public endpoints
     varied = HERE / "lua" / "get_varied.lua"
     scenarios = [
         ("check nip+workspace, API key", "employee.txt", key),
@@ -384,6 +425,9 @@ def bench_backend(backend: str, args: argparse.Namespace, wrk: str) -> dict[str,
         ("check nip+workspace, JWT", "employee.txt", jwt_staff),
         ("GET /permits/{id}", "permit.txt", jwt_admin),
         ("GET /permits (page of 50)", "list.txt", jwt_admin),
+        ("credential: GET /permits/{id}/credential, JWT", "credential.txt", jwt_admin),
+        ("credential QR: GET /permits/{id}/credential.png, JWT", "qr.txt", jwt_admin),
+        ("status list: GET /status-lists/0 (public)", "status-list.txt", anyone),
     ]
     rounds: list[dict[str, Any]] = []
     # The warm-up books windows from day 1, the measured run from day 30: no clashes; each

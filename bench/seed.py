@@ -6,7 +6,10 @@ not what is measured). Approved permits of a workspace never overlap, as in life
 
 from __future__ import annotations
 
+import itertools
 import random
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -17,8 +20,8 @@ from app.auth.models import ApiKey
 from app.db import Database
 from app.ids import new_id
 from app.org.models import Employee, Unit, Workspace
-from app.permits import policy
-from app.permits.models import Permit
+from app.permits import policy, status_list
+from app.permits.models import Permit, StatusList
 from app.permits.vocabulary import PLATFORMS, channel_key
 
 API_KEY_ID = "01benchbenchbenchbenchbenc"
@@ -48,7 +51,16 @@ class Seeded:
         default_factory=list
     )  # nip, ws, platform, channel
     permit_ids: list[str] = field(default_factory=list)
+    approved_ids: list[str] = field(default_factory=list)  # those with a credential
     api_key: str = f"izs_{API_KEY_ID}_{API_KEY_SECRET}"
+
+
+def status_entries(rng: random.Random) -> Iterator[tuple[int, int]]:
+    """Entries `(list, index)` as approvals get them (app/permits/status_list.py): random
+    free indexes of a list until `FILL` are given, then the next list."""
+    for number in itertools.count():
+        for index in rng.sample(range(status_list.SIZE), status_list.FILL):
+            yield number, index
 
 
 async def seed(db: Database, permits: int, *, units: int = 20, staff_per_unit: int = 25) -> Seeded:
@@ -148,6 +160,8 @@ async def seed(db: Database, permits: int, *, units: int = 20, staff_per_unit: i
     next_free: dict[str, datetime] = {}
     staff_unit = {row["nip"]: row["unit_code"] for row in employee_rows}
     batch: list[dict[str, object]] = []
+    entries = status_entries(rng)
+    used: Counter[int] = Counter()
     for i in range(permits):
         requester = rng.choice(out.staff)
         unit = staff_unit[requester]
@@ -171,6 +185,10 @@ async def seed(db: Database, permits: int, *, units: int = 20, staff_per_unit: i
         platform = rng.choice(PLATFORMS)
         channel = f"@asn.{requester[-6:]}.{i % 7}"
         permit_id = new_id()
+        entry: tuple[int | None, int | None] = (None, None)
+        if status in ("approved", "revoked"):  # approved once: given an entry then
+            entry = next(entries)
+            used[entry[0]] += 1
         batch.append(
             {
                 "id": permit_id,
@@ -197,14 +215,25 @@ async def seed(db: Database, permits: int, *, units: int = 20, staff_per_unit: i
                 "created_at": now,
                 "updated_at": now,
                 "version": 1,
+                "status_list": entry[0],
+                "status_idx": entry[1],
             }
         )
         if len(out.samples) < 2000 and rng.random() < 0.2:
             out.samples.append((requester, ws, platform, channel))
         if len(out.permit_ids) < 2000 and rng.random() < 0.2:
             out.permit_ids.append(permit_id)
+        if status == "approved" and len(out.approved_ids) < 2000 and rng.random() < 0.4:
+            out.approved_ids.append(permit_id)
         if len(batch) == 5000 or i == permits - 1:
             async with db.write() as session, session.begin():
                 await session.execute(insert(Permit), batch)
             batch = []
+    async with db.write() as session, session.begin():
+        lists = [
+            {"number": number, "size": status_list.SIZE, "used": count, "created_at": now}
+            for number, count in sorted(used.items())
+        ]
+        if lists:
+            await session.execute(insert(StatusList), lists)
     return out

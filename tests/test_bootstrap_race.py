@@ -24,7 +24,11 @@ _WAITING = text(
 
 async def test_two_starts_at_once_make_one_admin(backend: str, settings: Settings) -> None:
     nip = make_nip()
-    first, second = (Database.connect(settings.effective_database_url) for _ in range(2))
+    # Statements may wait long: the other start waits for this one's turn while the probe
+    # below looks for it, however slowly a loaded machine lets it look.
+    first, second = (
+        Database.connect(settings.effective_database_url, timeout=60) for _ in range(2)
+    )
     try:
         async with first.write() as session:
             await session.begin()
@@ -37,7 +41,8 @@ async def test_two_starts_at_once_make_one_admin(backend: str, settings: Setting
             racing = asyncio.create_task(other_start())
             if backend == "postgresql":  # the other start waits for this one's turn
                 async with second.engine.connect() as probe:
-                    while not await probe.scalar(_WAITING):  # noqa: ASYNC110 (polling the server)
+                    # Until it waits, or fails (then `await racing` says why).
+                    while not racing.done() and not await probe.scalar(_WAITING):  # noqa: ASYNC110
                         await asyncio.sleep(0.01)
             await session.commit()
         await racing

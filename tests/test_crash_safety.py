@@ -207,8 +207,10 @@ class Load:
         self._tokens: dict[str, tuple[float, dict[str, str]]] = {}
 
     def auth(self, nip: str) -> dict[str, str]:
-        minted, headers = self._tokens.get(nip, (0.0, {}))
-        if time.monotonic() - minted > 300:  # tokens live 600 s
+        # Minted again after 300 s (tokens live 600 s). Not "minted at 0.0": the monotonic
+        # clock starts near 0 on a machine just booted.
+        minted, headers = self._tokens.get(nip, (None, {}))
+        if minted is None or time.monotonic() - minted > 300:
             headers = self.tokens.auth(nip)
             self._tokens[nip] = (time.monotonic(), headers)
         return headers

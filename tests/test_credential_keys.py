@@ -245,6 +245,29 @@ async def test_the_operators_key_file_signs_and_a_new_file_retires_the_old_key(
     )
 
 
+async def test_keys_due_for_a_read_are_read_in_the_requests_own_session(
+    start: Starter, tokens: Tokens
+) -> None:
+    """Many requests at once, each holding one of the pool's connections, while the keys
+    are due for a read: the read takes no connection of its own, so none waits for a
+    connection that only a request waiting for that read could give back."""
+    application, client = await start(database_pool_size=2, database_timeout_seconds=1)
+    office = await Office.create(Org(client, tokens))
+    permits = [await approved(office, starts_in=timedelta(days=n + 1)) for n in range(3)]
+    # As after REFRESH_SECONDS: the next use reads the keys again.
+    application.state.keyring._read_at = float("-inf")
+    answers = await asyncio.gather(
+        *(
+            client.get(
+                f"/api/v1/permits/{permits[n % 3]['id']}/credential",
+                headers=office.org.as_(office.staff["nip"]),
+            )
+            for n in range(12)
+        )
+    )
+    assert [answer.status_code for answer in answers] == [200] * 12, answers[0].text
+
+
 @pytest.mark.parametrize("content", ["rsa", "garbage", "missing"])
 async def test_an_unusable_key_file_stops_the_start_with_its_name(
     settings: Settings, tmp_path: Path, content: str

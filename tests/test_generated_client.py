@@ -43,7 +43,14 @@ T = TypeVar("T")
 
 # The generator runs ruff on its output when ruff is on PATH (slow, and a warning when it
 # is not); the package is imported, not read, so no hooks.
-GENERATOR_CONFIG = "post_hooks: []\n"
+GENERATOR_CONFIG = """\
+post_hooks: []
+# The QR codes and the status lists (a JWT): the generator knows bodies only by these names.
+content_type_overrides:
+  application/statuslist+jwt: text/plain
+  image/png: application/octet-stream
+  image/svg+xml: application/octet-stream
+"""
 
 
 @pytest.fixture

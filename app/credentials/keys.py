@@ -180,7 +180,11 @@ class _Keys:
 
 class KeyRing:
     """This process's view of the keys: what it publishes, what it verifies with, and the
-    key it signs with; read from the database at most `REFRESH_SECONDS` old."""
+    key it signs with; read from the database at most `REFRESH_SECONDS` old.
+
+    A request reads them, when they are due, in its own session: a read on a connection
+    of its own would wait for the pool while every connection is held by requests
+    waiting for that read (a deadlock under load, until the pool's timeout)."""
 
     def __init__(
         self,
@@ -196,26 +200,26 @@ class KeyRing:
         self._opened: dict[str, Ed25519PrivateKey] = {}
 
     async def load(self) -> None:
-        """Read the published keys and open the one that signs."""
-        async with self._lock:
-            await self._load()
+        """Read the published keys and open the one that signs (at start, and in tests:
+        what an instance's next refresh does)."""
+        async with self._lock, self._db.read() as session:
+            await self._load(session)
 
-    async def _fresh(self, since: float) -> None:
+    async def _fresh(self, session: AsyncSession, since: float) -> None:
         """The keys as read at `since` (a `clock()` instant) or later."""
         if self._read_at >= since:
             return
         async with self._lock:
             if self._read_at < since:  # nobody read them while this request waited
-                await self._load()
+                await self._load(session)
 
-    async def _load(self) -> None:
+    async def _load(self, session: AsyncSession) -> None:
         began, now = self._clock(), utcnow()
-        async with self._db.read() as session:
-            rows = (
-                await session.scalars(
-                    select(CredentialKey).where(or_(_signs(), CredentialKey.published_until > now))
-                )
-            ).all()
+        rows = (
+            await session.scalars(
+                select(CredentialKey).where(or_(_signs(), CredentialKey.published_until > now))
+            )
+        ).all()
         published = {row.kid: (row.public_jwk, _public_key(row.public_jwk)) for row in rows}
         signer, why_not = None, "no key signs: the service has not settled one (restart it)"
         current = next((row for row in rows if row.retired_at is None), None)
@@ -244,28 +248,29 @@ class KeyRing:
             opened = self._opened[row.kid] = load_private_pem(pem.encode(), "the signing key")
         return Signer(row.kid, opened), ""
 
-    async def signer(self) -> Signer:
+    async def signer(self, session: AsyncSession) -> Signer:
         """The key to sign with now; `CredentialKeyUnavailable` (503) if this instance
         cannot (the reason is in the problem, and in the log when the keys are read)."""
-        await self._fresh(self._clock() - REFRESH_SECONDS)
+        await self._fresh(session, self._clock() - REFRESH_SECONDS)
         keys = self._keys
         if keys.signer is None:
             raise CredentialKeyUnavailable(f"This instance cannot sign permits: {keys.why_not}.")
         return keys.signer
 
-    async def public_key(self, kid: str) -> Ed25519PublicKey | None:
+    async def public_key(self, session: AsyncSession, kid: str) -> Ed25519PublicKey | None:
         """The published key `kid`, or None: a key this service never had, or retired long
         enough ago that no credential it signed is still unexpired."""
         asked = self._clock()
-        await self._fresh(asked - REFRESH_SECONDS)
+        await self._fresh(session, asked - REFRESH_SECONDS)
         if kid not in self._keys.published:
-            await self._fresh(asked)  # a key made since the last read (a rotation elsewhere)
+            # A key made since the last read (a rotation elsewhere)?
+            await self._fresh(session, asked)
         entry = self._keys.published.get(kid)
         return entry[1] if entry is not None else None
 
-    async def published(self) -> list[dict[str, Any]]:
+    async def published(self, session: AsyncSession) -> list[dict[str, Any]]:
         """The published keys' JWKs, for `/.well-known/jwks.json`."""
-        await self._fresh(self._clock() - REFRESH_SECONDS)
+        await self._fresh(session, self._clock() - REFRESH_SECONDS)
         return [jwk for jwk, _ in self._keys.published.values()]
 
 

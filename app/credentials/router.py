@@ -118,9 +118,10 @@ async def verify_page(
 
 
 @router.get("/.well-known/jwks.json", response_model=KeySet, **public_operation(503))
-async def jwks(request: Request) -> JSONResponse:
+async def jwks(request: Request, session: ReadSession) -> JSONResponse:
     """The service's public keys: the signed permits' (the one that signs and the retired
     ones whose permits have not ended) and, in local mode, the key of its own tokens."""
     signer = request.app.state.local_signer
-    keys = [*(signer.jwks["keys"] if signer is not None else []), *await _keys(request).published()]
+    own = signer.jwks["keys"] if signer is not None else []
+    keys = [*own, *await _keys(request).published(session)]
     return JSONResponse({"keys": keys}, headers={"Cache-Control": "public, max-age=300", **PUBLIC})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,7 +44,7 @@ async def issue(
         )
     requester = await session.get(Employee, permit.requester_nip)
     name = requester.name if requester is not None else permit.requester_nip
-    signer = await keys.signer()
+    signer = await keys.signer(session)
     credential = issuing.sign(issuing.claims(permit, name, base_url, now), signer)
     return Issued(credential, issuing.verify_url(base_url, credential))
 
@@ -57,7 +58,7 @@ async def status_list_token(
     if entries is None:
         return None
     size, withdrawn = entries
-    signer = await keys.signer()
+    signer = await keys.signer(session)
     lst = statuslists.compressed_bits(size, withdrawn)
     return issuing.sign(
         statuslists.payload(base_url, number, lst, utcnow()), signer, statuslists.TYPE
@@ -73,4 +74,7 @@ async def judge(session: AsyncSession, credential: str, keys: KeyRing) -> Verdic
             return None
         return await session.scalar(select(Permit.status).where(Permit.id == permit_id))
 
-    return await verify(credential, keys.public_key, status_of, utcnow())
+    async def public_key(kid: str) -> Ed25519PublicKey | None:
+        return await keys.public_key(session, kid)
+
+    return await verify(credential, public_key, status_of, utcnow())
