@@ -173,6 +173,13 @@ async def test_the_status_list_is_public_short_lived_and_unknown_lists_are_404(
     _, listed = opened(response.text, await published_keys(client))
     assert listed["ttl"] <= 60
     assert listed["iat"] <= datetime.now(UTC).timestamp() < listed["exp"]
+    # Unchanged bits answer the token already signed (docs/RULES.md#status-lists): another
+    # approval changes no bit; a revocation changes the token at once.
+    assert (await client.get(path)).text == response.text
+    await approved(office, starts_in=timedelta(hours=3))
+    assert (await client.get(path)).text == response.text
+    await office.act(permit["id"], "revoke", office.head["nip"], {"reason": "Batal"})
+    assert (await client.get(path)).text != response.text
     assert_problem(await client.get("/api/v1/status-lists/999"), 404, "not_found")
     assert_problem(await client.get("/api/v1/status-lists/-1"), 422)
     assert_problem(await client.get("/api/v1/status-lists/x"), 422)
