@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="postgresql")
     parser.add_argument(
         "--scenario",
-        choices=["check", "permit", "list", "credential", "verify", "write"],
+        choices=["check", "permit", "list", "credential", "status-list", "verify", "write"],
         default="check",
     )
     parser.add_argument("--permits", type=int, default=10_000)
@@ -74,10 +74,12 @@ def main() -> None:
         script = lua / "get_varied.lua"
         wrk_env |= {"BENCH_PATHS": str(paths), "BENCH_HEADER": f"X-API-Key: {seeded.api_key}"}
         connections = 32
-    elif args.scenario in ("permit", "list", "credential"):
+    elif args.scenario in ("permit", "list", "credential", "status-list"):
         paths = folder / "paths.txt"
         if args.scenario == "permit":
             paths.write_text("\n".join(f"/api/v1/permits/{i}" for i in seeded.permit_ids))
+        elif args.scenario == "status-list":
+            paths.write_text("/api/v1/status-lists/0\n")
         elif args.scenario == "credential":
             paths.write_text(
                 "\n".join(f"/api/v1/permits/{i}/credential" for i in seeded.approved_ids)

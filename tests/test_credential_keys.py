@@ -28,7 +28,15 @@ from app.jwk import private_pem
 from app.main import create_app
 from app.secretbox import new_key
 from tests.conftest import run_cli
-from tests.credentials_support import JWKS, approved, credential_of, running, status_bit, verdict
+from tests.credentials_support import (
+    JWKS,
+    VERIFY,
+    approved,
+    credential_of,
+    running,
+    status_bit,
+    verdict,
+)
 from tests.permits_support import Office
 from tests.support import Org, Tokens, assert_problem, audit_trail, serving
 
@@ -254,7 +262,10 @@ async def test_keys_due_for_a_read_are_read_in_the_requests_own_session(
     application, client = await start(database_pool_size=2, database_timeout_seconds=1)
     office = await Office.create(Org(client, tokens))
     permits = [await approved(office, starts_in=timedelta(days=n + 1)) for n in range(3)]
-    # As after REFRESH_SECONDS: the next use reads the keys again.
+    credential = (await credential_of(office, permits[0]["id"]))["credential"]
+    # As after REFRESH_SECONDS: the next use reads the keys again. Requests that hold a
+    # connection when they need the keys (a credential, a status list) come with ones
+    # that need the keys first (a verification).
     application.state.keyring._read_at = float("-inf")
     answers = await asyncio.gather(
         *(
@@ -262,10 +273,14 @@ async def test_keys_due_for_a_read_are_read_in_the_requests_own_session(
                 f"/api/v1/permits/{permits[n % 3]['id']}/credential",
                 headers=office.org.as_(office.staff["nip"]),
             )
-            for n in range(12)
+            if n % 3 == 0
+            else client.get("/api/v1/status-lists/0")
+            if n % 3 == 1
+            else client.post(VERIFY, json={"credential": credential})
+            for n in range(24)
         )
     )
-    assert [answer.status_code for answer in answers] == [200] * 12, answers[0].text
+    assert [answer.status_code for answer in answers] == [200] * 24, answers[0].text
 
 
 @pytest.mark.parametrize("content", ["rsa", "garbage", "missing"])

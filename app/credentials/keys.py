@@ -10,14 +10,15 @@
   approved now could run: `POLICY_MAX_LEAD_DAYS` + `POLICY_MAX_DURATION_MINUTES`).
 - Rotation: `izin-siaran credential-key rotate` (a generated key), or a new
   `CREDENTIAL_KEY_FILE` and a restart. Running instances read the keys again at least
-  every `REFRESH_SECONDS`, and at once when a credential names a key they do not know
-  (one read at a time: requests waiting meanwhile take its result rather than read again,
-  so unknown keys cost at most what a verification's own status read costs).
+  every `REFRESH_SECONDS`, and at once when a credential names a key they do not know.
+  A request that finds the keys due reads them itself, in its own session (a few rows:
+  what a verification's own status read costs). No request waits for another's read: a
+  request waiting while it holds a pool connection, for a read waiting for a connection,
+  is a deadlock once the pool is full.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -180,11 +181,8 @@ class _Keys:
 
 class KeyRing:
     """This process's view of the keys: what it publishes, what it verifies with, and the
-    key it signs with; read from the database at most `REFRESH_SECONDS` old.
-
-    A request reads them, when they are due, in its own session: a read on a connection
-    of its own would wait for the pool while every connection is held by requests
-    waiting for that read (a deadlock under load, until the pool's timeout)."""
+    key it signs with; read from the database at most `REFRESH_SECONDS` old, by the
+    request that finds them due, in its own session (module docstring)."""
 
     def __init__(
         self,
@@ -196,22 +194,18 @@ class KeyRing:
         self._db, self._box, self._file_key, self._clock = db, box, file_key, clock
         self._keys = _Keys({}, None, "the keys have not been read yet")
         self._read_at = -float("inf")
-        self._lock = asyncio.Lock()
         self._opened: dict[str, Ed25519PrivateKey] = {}
 
     async def load(self) -> None:
         """Read the published keys and open the one that signs (at start, and in tests:
         what an instance's next refresh does)."""
-        async with self._lock, self._db.read() as session:
+        async with self._db.read() as session:
             await self._load(session)
 
     async def _fresh(self, session: AsyncSession, since: float) -> None:
         """The keys as read at `since` (a `clock()` instant) or later."""
-        if self._read_at >= since:
-            return
-        async with self._lock:
-            if self._read_at < since:  # nobody read them while this request waited
-                await self._load(session)
+        if self._read_at < since:
+            await self._load(session)
 
     async def _load(self, session: AsyncSession) -> None:
         began, now = self._clock(), utcnow()
@@ -225,6 +219,8 @@ class KeyRing:
         current = next((row for row in rows if row.retired_at is None), None)
         if current is not None:
             signer, why_not = self._signer(current)
+        if began < self._read_at:
+            return  # another request's read, begun later, finished first: it stands
         if signer is None and why_not != self._keys.why_not:
             log.error("this instance cannot sign permits: %s", why_not)  # once, not per request
         self._keys = _Keys(published, signer, why_not)
