@@ -119,6 +119,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             size=settings.database_pool_size,
             wait_seconds=settings.database_timeout_seconds,
         )
+        app.state.raw_reader = raw  # the hot reads (its round trips: tests, the benchmark)
         app.state.check_reader = CheckReader(raw, escalate_before=policy[ESCALATE_BEFORE])
         app.state.permit_reader = PermitReader(raw, escalate_before=policy[ESCALATE_BEFORE])
         if settings.bootstrap_admin_nips:

@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import AppError, app_error_response
 
-CHECK_PATHS = frozenset({"/api/v1/authorizations/check"})
+CHECK_PATHS = frozenset({"/api/v1/authorizations/check", "/api/v1/authorizations/check-batch"})
 NEVER_LIMITED = frozenset({"/healthz", "/readyz"})
 PUBLIC_API = ("/api/v1/credentials/verify", "/api/v1/status-lists/")
 """The API's public operations (SPEC §9): no credential, the address' public budget."""

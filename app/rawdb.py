@@ -101,8 +101,9 @@ def positional(sql: str) -> tuple[str, tuple[str, ...]]:
     return _NAMED.sub(number, sql), tuple(names)
 
 
-MOST_PER_TRIP = 64
-"""Reads of one statement sent together at most; more wait for the next trip."""
+MOST_PER_TRIP = 100
+"""Reads of one statement sent together at most (a batch check's queries of one form:
+docs/RULES.md#check-batch); more wait for the next trip."""
 
 
 class _Read:

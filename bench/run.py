@@ -290,6 +290,23 @@ def _service_round(
             seconds=args.duration,
             watch=watch,
         )
+    if _selected(args, BATCH):
+        batch = run_wrk(
+            wrk,
+            service.url,
+            HERE / "lua" / "post_varied.lua",
+            {
+                **lua,
+                **key,
+                "BENCH_BODIES": str(files / "batches.txt"),
+                "BENCH_POST_PATH": "/api/v1/authorizations/check-batch",
+            },
+            connections=args.connections,
+            seconds=args.duration,
+            watch=watch,
+        )
+        batch["checks_per_second"] = batch["rps"] * BATCH_SIZE
+        results[BATCH] = batch
     if _selected(args, "check nip+workspace, API key, 8 connections"):
         results["check nip+workspace, API key, 8 connections"] = run_wrk(
             wrk,
@@ -326,6 +343,8 @@ def _service_round(
 
 
 VERIFY = "verify: POST /credentials/verify (public)"
+BATCH_SIZE = 100
+BATCH = f"check-batch of {BATCH_SIZE} (both forms), API key"
 
 
 def signed_credentials(url: str, admin: str, seeded: Seeded, count: int = 500) -> str:
@@ -410,6 +429,18 @@ def bench_backend(backend: str, args: argparse.Namespace, wrk: str) -> dict[str,
         "\n".join(f"/api/v1/permits/{i}/credential.png" for i in seeded.approved_ids)
     )
     (files / "status-list.txt").write_text("/api/v1/status-lists/0\n")
+    queries = [
+        {"nip": n, "workspace_code": w} if i % 2 else {"platform": p, "channel": c}
+        for i, (n, w, p, c) in enumerate(seeded.samples)
+    ]
+    laps = -(-len(queries) // BATCH_SIZE)  # batches of every sample, the last one filled
+    cycled = queries * (BATCH_SIZE // max(1, len(queries)) + 2)
+    (files / "batches.txt").write_text(
+        "\n".join(
+            json.dumps({"checks": cycled[lap * BATCH_SIZE : (lap + 1) * BATCH_SIZE]})
+            for lap in range(laps)
+        )
+    )
     (files / "list.txt").write_text("/api/v1/permits?limit=50\n")
     (files / "ceiling.txt").write_text("/ceiling\n")
     (files / "workspaces.txt").write_text("\n".join(seeded.write_workspaces))

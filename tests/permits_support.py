@@ -158,3 +158,57 @@ class Office:
         )
         assert response.status_code == 201, response.text
         return dict(response.json())
+
+
+async def office_with_every_status(app: FastAPI, org: Org) -> tuple[Office, list[dict[str, str]]]:
+    """An office whose staff member has permits in every status, and queries that meet
+    every reason the check gives, by employee and by channel, at many instants."""
+    office = await Office.create(org)
+    head = office.head["nip"]
+    approved = await office.submit(starts_in=timedelta(hours=2), minutes=60)
+    assert (await office.act(approved["id"], "approve", head)).status_code == 200
+    await office.submit(starts_in=timedelta(hours=4), minutes=60)  # pending
+    denied = await office.submit(starts_in=timedelta(hours=6), minutes=60)
+    assert (await office.act(denied["id"], "deny", head, {"reason": "rapat"})).status_code == 200
+    revoked = await office.submit(starts_in=timedelta(hours=8), minutes=60)
+    assert (await office.act(revoked["id"], "approve", head)).status_code == 200
+    response = await office.act(revoked["id"], "revoke", head, {"reason": "dicabut"})
+    assert response.status_code == 200
+    expired = await office.submit(starts_in=timedelta(hours=10), minutes=60)
+    await move_window(app, expired["id"], starts_in=timedelta(days=-3))
+    last = await office.submit(office.colleague["nip"], starts_in=timedelta(hours=16), minutes=60)
+    assert (await office.act(last["id"], "approve", head)).status_code == 200
+
+    nip, workspace = office.staff["nip"], office.workspace["code"]
+    start = datetime.fromisoformat(approved["starts_at"]).astimezone(UTC)
+    instants = [start + timedelta(hours=h, minutes=30) for h in (-1, 0, 1, 2, 4, 6, 8, 12, 15)]
+    instants.append(datetime.now(UTC) - timedelta(days=3, minutes=-30))  # inside `expired`
+    queries: list[dict[str, str]] = [
+        {"nip": nip, "workspace_code": workspace},
+        {"platform": "youtube", "channel": "@DiskominfoTik.Anambas"},
+        {"nip": nip, "workspace_code": "TIDAK-ADA"},
+        {"nip": "199001012020121001", "workspace_code": workspace},
+        {"platform": "tiktok", "channel": "siaran-lain"},
+    ]
+    queries += [{"nip": nip, "workspace_code": workspace, "at": at.isoformat()} for at in instants]
+    queries += [
+        {"platform": "youtube", "channel": "diskominfotik.anambas", "at": at.isoformat()}
+        for at in instants
+    ]
+    return office, queries
+
+
+async def api_key(client: httpx.AsyncClient, org: Org, scopes: list[str]) -> str:
+    """A new API key with `scopes`, made by the admin."""
+    response = await client.post(
+        "/api/v1/api-keys", json={"name": "gerbang", "scopes": scopes}, headers=org.admin
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["key"])
+
+
+def without_clock(answer: dict[str, Any]) -> dict[str, Any]:
+    """A check's answer but its `checked_at` (which must be a UTC instant)."""
+    answer = dict(answer)
+    assert answer.pop("checked_at").endswith("Z")
+    return answer

@@ -129,6 +129,7 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("get", "/api/v1/status-lists/{number}"): PUBLIC,
     ("post", "/api/v1/credentials/verify"): PUBLIC,
     ("get", "/api/v1/authorizations/check"): table(200, key_check=200),
+    ("post", "/api/v1/authorizations/check-batch"): table(200, key_check=200),
     ("get", "/api/v1/audit/events"): table(403, auditor=200, admin=200),
     ("get", "/api/v1/audit/events.csv"): table(403, auditor=200, admin=200),
     ("get", "/api/v1/audit/verify"): table(403, auditor=200, admin=200),
@@ -294,6 +295,9 @@ async def _call(
         return template.replace("{permit_id}", permit), body, {}
     if template == "/api/v1/authorizations/check":
         return template, None, {"nip": office.staff["nip"], "workspace_code": workspace}
+    if template == "/api/v1/authorizations/check-batch":
+        query = {"nip": office.staff["nip"], "workspace_code": workspace}
+        return template, {"checks": [query, {"platform": "youtube", "channel": "@k"}]}, {}
     if template.startswith("/api/v1/webhooks"):
         return await _webhook_call(world, method, template)
     if template == "/api/v1/status-lists/{number}":

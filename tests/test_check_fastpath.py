@@ -10,8 +10,7 @@ shows they agree.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 from urllib.parse import parse_qsl
 
 import httpx
@@ -21,7 +20,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.authorizations.fastpath import Query, query_pairs
-from tests.permits_support import Office, move_window
+from tests.permits_support import (
+    Office,
+    api_key,
+    move_window,
+    office_with_every_status,
+    without_clock,
+)
 from tests.support import Org, assert_problem
 
 pytestmark = pytest.mark.anyio
@@ -31,14 +36,6 @@ CHECK = "/api/v1/authorizations/check"
 
 def _answered(app: FastAPI) -> int:
     return int(app.state.check_fast_path.answered)
-
-
-async def _key(client: httpx.AsyncClient, org: Org, scopes: list[str]) -> str:
-    response = await client.post(
-        "/api/v1/api-keys", json={"name": "gerbang", "scopes": scopes}, headers=org.admin
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["key"])
 
 
 async def _both(
@@ -53,57 +50,18 @@ async def _both(
     return fast, routed
 
 
-def _without_clock(response: httpx.Response) -> dict[str, Any]:
-    body = dict(response.json())
-    assert body.pop("checked_at").endswith("Z")
-    return body
-
-
 async def test_the_fast_path_and_the_route_agree_on_every_reason(
     app: FastAPI, client: httpx.AsyncClient, org: Org
 ) -> None:
-    office = await Office.create(org)
-    head = office.head["nip"]
-    approved = await office.submit(starts_in=timedelta(hours=2), minutes=60)
-    assert (await office.act(approved["id"], "approve", head)).status_code == 200
-    await office.submit(starts_in=timedelta(hours=4), minutes=60)  # pending
-    denied = await office.submit(starts_in=timedelta(hours=6), minutes=60)
-    assert (await office.act(denied["id"], "deny", head, {"reason": "rapat"})).status_code == 200
-    revoked = await office.submit(starts_in=timedelta(hours=8), minutes=60)
-    assert (await office.act(revoked["id"], "approve", head)).status_code == 200
-    response = await office.act(revoked["id"], "revoke", head, {"reason": "dicabut"})
-    assert response.status_code == 200
-    expired = await office.submit(starts_in=timedelta(hours=10), minutes=60)
-    await move_window(app, expired["id"], starts_in=timedelta(days=-3))
-    # A colleague's, on the same channel: `ended` by channel, while by employee the staff
-    # member's pending permit stays the next one to come.
-    last = await office.submit(office.colleague["nip"], starts_in=timedelta(hours=16), minutes=60)
-    assert (await office.act(last["id"], "approve", head)).status_code == 200
-
-    key = {"X-API-Key": await _key(client, org, ["check"])}
+    office, queries = await office_with_every_status(app, org)
+    key = {"X-API-Key": await api_key(client, org, ["check"])}
     token = org.as_(office.colleague["nip"])
-    nip, workspace = office.staff["nip"], office.workspace["code"]
-    start = datetime.fromisoformat(approved["starts_at"]).astimezone(UTC)
-    instants = [start + timedelta(hours=h, minutes=30) for h in (-1, 0, 1, 2, 4, 6, 8, 12, 15)]
-    instants.append(datetime.now(UTC) - timedelta(days=3, minutes=-30))  # inside `expired`
-    queries: list[dict[str, str]] = [
-        {"nip": nip, "workspace_code": workspace},
-        {"platform": "youtube", "channel": "@DiskominfoTik.Anambas"},
-        {"nip": nip, "workspace_code": "TIDAK-ADA"},
-        {"nip": "199001012020121001", "workspace_code": workspace},
-        {"platform": "tiktok", "channel": "siaran-lain"},
-    ]
-    queries += [{"nip": nip, "workspace_code": workspace, "at": at.isoformat()} for at in instants]
-    queries += [
-        {"platform": "youtube", "channel": "diskominfotik.anambas", "at": at.isoformat()}
-        for at in instants
-    ]
     reasons = set()
     for headers in (key, token):
         for params in queries:
             fast, routed = await _both(app, client, headers, params)
             assert fast.status_code == routed.status_code == 200, (fast.text, routed.text)
-            assert _without_clock(fast) == _without_clock(routed), params
+            assert without_clock(fast.json()) == without_clock(routed.json()), params
             assert fast.headers["cache-control"] == "no-store"
             assert fast.headers["content-type"] == routed.headers["content-type"]
             assert "x-request-id" in fast.headers
@@ -125,13 +83,13 @@ async def test_an_inactive_requester_is_refused_by_both(
         f"/api/v1/employees/{office.staff['nip']}", json={"active": False}, headers=org.admin
     )
     assert response.status_code == 200, response.text
-    key = {"X-API-Key": await _key(client, org, ["check"])}
+    key = {"X-API-Key": await api_key(client, org, ["check"])}
     for params in (
         {"nip": office.staff["nip"], "workspace_code": office.workspace["code"]},
         {"platform": "youtube", "channel": "@diskominfotik.anambas"},
     ):
         fast, routed = await _both(app, client, key, params)
-        assert _without_clock(fast) == _without_clock(routed)
+        assert without_clock(fast.json()) == without_clock(routed.json())
         assert fast.json()["authorized"] is False
         assert fast.json()["reason"] == "employee_inactive"
 
@@ -141,8 +99,8 @@ async def test_what_the_fast_path_does_not_answer_gets_the_routes_errors(
 ) -> None:
     office = await Office.create(org)
     good = {"nip": office.staff["nip"], "workspace_code": office.workspace["code"]}
-    scoped = await _key(client, org, ["check"])
-    unscoped = await _key(client, org, [])
+    scoped = await api_key(client, org, ["check"])
+    unscoped = await api_key(client, org, [])
     before = _answered(app)
 
     async def get(params: dict[str, str], headers: dict[str, str]) -> httpx.Response:

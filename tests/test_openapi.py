@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from app.apikeys.schemas import ApiKeyCreate
+from app.authorizations.router import CheckBatch
 from app.config import Settings
 from app.credentials.schemas import VerifyRequest
 from app.demo import EMPLOYEES
@@ -52,13 +53,18 @@ CREATES = {
     ("post", "/api/v1/permits"),
     ("post", "/api/v1/webhooks"),
 }
-ISSUES = {("post", "/api/v1/events/tickets"), ("post", "/api/v1/credentials/verify")}
-"""POSTs that hand out something not kept as a resource (a single-use ticket, a verdict):
-200."""
+ISSUES = {
+    ("post", "/api/v1/events/tickets"),
+    ("post", "/api/v1/credentials/verify"),
+    ("post", "/api/v1/authorizations/check-batch"),
+}
+"""POSTs that hand out something not kept as a resource (a single-use ticket, a verdict,
+answers): 200."""
 PUBLIC_API = {"/api/v1/status-lists/{number}", "/api/v1/credentials/verify"}
 """The API's public operations (SPEC §9): no credential, so never a 401."""
 EITHER_CREDENTIAL = {
     "/api/v1/authorizations/check",
+    "/api/v1/authorizations/check-batch",
     "/api/v1/events/stream",
     "/api/v1/events/tickets",
 }
@@ -83,6 +89,7 @@ MODELS: dict[str, type[BaseModel]] = {
         WebhookCreate,
         WebhookUpdate,
         VerifyRequest,
+        CheckBatch,
     )
 }
 VALID_NIPS = [nip for nip, *_ in EMPLOYEES]

@@ -1,24 +1,32 @@
-"""`GET /api/v1/authorizations/check`, for gateways, bots and guards: docs/RULES.md#check-window."""
+"""`GET /api/v1/authorizations/check` and its batch form, for gateways, bots and guards:
+docs/RULES.md#check-window, #check-batch."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from datetime import datetime
+from typing import Annotated, Any, ClassVar
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, StringConstraints, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from app.auth.dependencies import EmployeeOrServiceClient
+from app.auth.principal import Principal
 from app.authorizations import service
 from app.authorizations.reader import CheckReader, Pair
 from app.authorizations.rules import Reason
 from app.authorizations.service import Caller
-from app.errors import API_PROBLEMS, Forbidden, InvalidInput, field_error
+from app.errors import API_PROBLEMS, Forbidden, InvalidInput, field_error, problem_responses
 from app.permits.vocabulary import Platform
-from app.schemas import NIP_PATTERN, NO_NUL
+from app.ratelimit import CALLER
+from app.schemas import NIP_PATTERN, NO_NUL, InputModel
 from app.timeutil import InstantIn, InstantText, utcnow
 
 router = APIRouter(prefix="/api/v1/authorizations", tags=["authorizations"])
+
+BATCH_MOST = 100
+"""Queries a batch check holds at most (SPEC §10)."""
 
 
 class CheckedPermit(BaseModel):
@@ -57,6 +65,60 @@ _Channel = Annotated[
 ]
 
 
+def _require_check_scope(principal: Principal) -> None:
+    if principal.api_key is not None and not principal.has_scope("check"):
+        raise Forbidden("This API key lacks the `check` scope.", code="insufficient_scope")
+
+
+def _pair(
+    nip: str | None,
+    workspace_code: str | None,
+    platform: str | None,
+    channel: str | None,
+    loc: list[str | int],
+) -> Pair:
+    """The pair a query asks about (docs/RULES.md#check-query), or a 422 whose errors
+    name `loc`: not exactly one complete pair, or a NIP that is not one."""
+    by_employee = nip is not None or workspace_code is not None
+    by_channel = platform is not None or channel is not None
+    if (
+        by_employee == by_channel
+        or (by_employee and not (nip and workspace_code))
+        or (by_channel and not (platform and channel))
+    ):
+        raise InvalidInput(
+            "Give either `nip` and `workspace_code`, or `platform` and `channel`.",
+            code="invalid_check_query",
+            errors=[field_error(loc, "one complete pair of parameters", "invalid_check_query")],
+        )
+    if nip is not None and (problem := service.nip_error(nip)) is not None:
+        # docs/RULES.md#check-query: the NIP rule of `app.nip`.
+        raise InvalidInput(
+            f"`nip` is not a NIP: {problem}.",
+            code="invalid_nip",
+            errors=[field_error([*loc, "nip"], problem, "invalid_nip")],
+        )
+    return Pair.of(nip, workspace_code, platform, channel)
+
+
+def _caller(principal: Principal) -> Caller | None:
+    employee = principal.employee
+    return (
+        None if employee is None else Caller(employee.nip, employee.is_admin, employee.is_auditor)
+    )
+
+
+async def _answer(
+    request: Request, pair: Pair, at: datetime | None, checked_at: datetime, caller: Caller | None
+) -> dict[str, Any]:
+    """One query's answer, as the single check and each query of a batch give it."""
+    reader: CheckReader = request.app.state.check_reader
+    at = at or checked_at
+    reading = await reader.read(pair, at, checked_at, caller=caller.nip if caller else None)
+    verdict = await service.answer(reader, pair.form, reading, at, checked_at, caller)
+    return service.body(verdict, checked_at, request.app.state.metrics)
+
+
 @router.get(
     "/check",
     response_model=CheckResult,
@@ -79,38 +141,73 @@ async def check(
     An employee who is no admin or auditor sees `permit` only for a permit they may read;
     otherwise only `approved` or `no_permit`.
     """
-    if principal.api_key is not None and not principal.has_scope("check"):
-        raise Forbidden("This API key lacks the `check` scope.", code="insufficient_scope")
-    by_employee = nip is not None or workspace_code is not None
-    by_channel = platform is not None or channel is not None
-    if (
-        by_employee == by_channel
-        or (by_employee and not (nip and workspace_code))
-        or (by_channel and not (platform and channel))
-    ):
-        raise InvalidInput(
-            "Give either `nip` and `workspace_code`, or `platform` and `channel`.",
-            code="invalid_check_query",
-            errors=[
-                field_error(["query"], "one complete pair of parameters", "invalid_check_query")
-            ],
-        )
-    if nip is not None and (problem := service.nip_error(nip)) is not None:
-        # docs/RULES.md#check-query: the NIP rule of `app.nip`.
-        raise InvalidInput(
-            f"`nip` is not a NIP: {problem}.",
-            code="invalid_nip",
-            errors=[field_error(["query", "nip"], problem, "invalid_nip")],
-        )
-    checked_at = utcnow()
-    reader: CheckReader = request.app.state.check_reader
-    pair = Pair.of(nip, workspace_code, platform, channel)
-    at = at or checked_at
-    employee = principal.employee
-    caller = (
-        None if employee is None else Caller(employee.nip, employee.is_admin, employee.is_auditor)
-    )
-    reading = await reader.read(pair, at, checked_at, caller=caller.nip if caller else None)
-    verdict = await service.answer(reader, pair.form, reading, at, checked_at, caller)
-    body = service.body(verdict, checked_at, request.app.state.metrics)
+    _require_check_scope(principal)
+    pair = _pair(nip, workspace_code, platform, channel, ["query"])
+    body = await _answer(request, pair, at, utcnow(), _caller(principal))
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+class CheckQuery(BaseModel):
+    """One query of a batch: the single check's parameters, as JSON fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nip: _Nip | None = None
+    workspace_code: _WorkspaceCode | None = None
+    platform: Platform | None = None
+    channel: _Channel | None = None
+    at: InstantIn | None = Field(default=None, description="Default: now.")
+
+
+class CheckBatch(InputModel):
+    example: ClassVar[dict[str, Any] | None] = {
+        "checks": [
+            {"nip": "198904042014021003", "workspace_code": "DKI-STUDIO"},
+            {"platform": "youtube", "channel": "@diskominfotik.anambas"},
+            {
+                "nip": "198904042014021003",
+                "workspace_code": "DKI-STUDIO",
+                "at": "2027-01-12T09:30:00+07:00",
+            },
+        ]
+    }
+
+    checks: list[CheckQuery] = Field(min_length=1, max_length=BATCH_MOST)
+
+
+class CheckBatchResult(BaseModel):
+    results: list[CheckResult]
+
+
+@router.post(
+    "/check-batch",
+    response_model=CheckBatchResult,
+    responses={**API_PROBLEMS, **problem_responses(400, 413)},
+)
+async def check_batch(
+    request: Request, principal: EmployeeOrServiceClient, batch: CheckBatch
+) -> JSONResponse:
+    """Up to 100 checks in one request: each answer exactly what the single check gives.
+
+    Answers come in the order of `checks`, with the single check's rules, callers and
+    disclosure, all judged at one moment (`checked_at`). One malformed query makes the
+    whole request a 422 whose `errors` name its index. Each query spends one check of the
+    caller's rate budget. The reads go to the database together (docs/RULES.md#check-batch).
+    """
+    _require_check_scope(principal)
+    pairs = [
+        _pair(q.nip, q.workspace_code, q.platform, q.channel, ["body", "checks", index])
+        for index, q in enumerate(batch.checks)
+    ]
+    if len(pairs) > 1:  # the first was spent when the caller was admitted
+        request.app.state.rate_limits.admit(
+            request.scope, request.scope["state"][CALLER], len(pairs) - 1
+        )
+    checked_at, caller = utcnow(), _caller(principal)
+    results = await asyncio.gather(
+        *(
+            _answer(request, pair, query.at, checked_at, caller)
+            for pair, query in zip(pairs, batch.checks, strict=True)
+        )
+    )
+    return JSONResponse({"results": results}, headers={"Cache-Control": "no-store"})

@@ -3,6 +3,7 @@ credential and its QR code, the status lists, verification (API and page), and t
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
@@ -50,7 +51,12 @@ def _qr_endpoint(kind: Literal["png", "svg"]) -> Any:
     ) -> Response:
         keys, base = _keys(request), _base_url(request)
         issued = await service.issue(session, employee, permit_id, keys, base)
-        return Response(issuing.qr_code(issued.verify_url, kind), media_type=media_type)
+        # Drawing the code takes tens of milliseconds of CPU (the QR standard's choice of
+        # mask): the database connection goes back to the pool first, and the drawing runs
+        # off the event loop, which keeps answering other requests (the check) meanwhile.
+        await session.close()
+        image = await asyncio.to_thread(issuing.qr_code, issued.verify_url, kind)
+        return Response(image, media_type=media_type)
 
     return endpoint
 
