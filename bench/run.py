@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -43,7 +44,7 @@ from app.auth.local import load_or_create_signer  # noqa: E402
 from app.config import load_settings  # noqa: E402
 from app.db import Database  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
-from bench.seed import Seeded, seed  # noqa: E402
+from bench.seed import SHAPES, Seeded, seed  # noqa: E402
 
 PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 CPUS = os.cpu_count() or 1
@@ -204,7 +205,9 @@ def run_wrk(
     return result
 
 
-async def prepare(backend: str, folder: Path, permits: int) -> tuple[str, Seeded, str | None]:
+async def prepare(
+    backend: str, folder: Path, permits: int, shape: str = "spread"
+) -> tuple[str, Seeded, str | None]:
     if backend == "sqlite":
         url = f"sqlite+aiosqlite:///{folder / 'bench.db'}"
         dropper = None
@@ -221,8 +224,11 @@ async def prepare(backend: str, folder: Path, permits: int) -> tuple[str, Seeded
     db = Database.connect(url, pool_size=2, timeout=600)  # bulk inserts are slow statements
     try:
         started = time.perf_counter()
-        seeded = await seed(db, permits)
-        print(f"  seeded {permits} permits in {time.perf_counter() - started:.1f} s", flush=True)
+        seeded = await seed(db, permits, shape=shape)
+        print(
+            f"  seeded {permits} permits ({shape}) in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
     finally:
         await db.dispose()
     if dropper:
@@ -394,9 +400,11 @@ async def _stamp(url: str, tree: Path) -> None:
         await db.dispose()
 
 
-def bench_backend(backend: str, args: argparse.Namespace, wrk: str) -> dict[str, Any]:
+def bench_backend(
+    backend: str, args: argparse.Namespace, wrk: str, shape: str = "spread"
+) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix=f"izs-bench-{backend}-"))
-    url, seeded, dropper = asyncio.run(prepare(backend, folder, args.permits))
+    url, seeded, dropper = asyncio.run(prepare(backend, folder, args.permits, shape))
     env = server_env(url, folder)
     settings = load_settings(_env_file=None, data_dir=folder / "data", database_url=url)
     signer = load_or_create_signer(settings.data_dir)
@@ -530,6 +538,13 @@ def main() -> None:
         "--backends", nargs="+", default=["sqlite", "postgresql"], choices=["sqlite", "postgresql"]
     )
     parser.add_argument("--permits", type=int, default=10_000)
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        default=list(SHAPES),
+        choices=SHAPES,
+        help="spread: a few permits per pair; crowded: 50 per pair and per channel",
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3, help="report the median of this many")
@@ -560,10 +575,11 @@ def main() -> None:
         "workers": args.workers,
         "backends": {},
     }
-    for backend in args.backends:
-        print(f"== {backend}", flush=True)
-        results = bench_backend(backend, args, wrk)
-        report["backends"][backend] = results
+    for backend, shape in itertools.product(args.backends, args.shapes):
+        name = backend if shape == "spread" else f"{backend}, {shape}"
+        print(f"== {name}", flush=True)
+        results = bench_backend(backend, args, wrk, shape)
+        report["backends"][name] = results
         print(
             "| scenario | req/s | p50 ms | p99 ms | errors | x ceiling | CPU µs/req: server, database |"
             "\n|---|---|---|---|---|---|---|"

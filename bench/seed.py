@@ -63,7 +63,26 @@ def status_entries(rng: random.Random) -> Iterator[tuple[int, int]]:
             yield number, index
 
 
-async def seed(db: Database, permits: int, *, units: int = 20, staff_per_unit: int = 25) -> Seeded:
+SHAPES = ("spread", "crowded")
+PER_PAIR = 50
+"""The crowded shape's permits per (requester, workspace) pair, each pair on a channel of
+its own: as many per channel."""
+WORKSPACES_PER_REQUESTER = 40
+
+
+async def seed(
+    db: Database,
+    permits: int,
+    *,
+    shape: str = "spread",
+    units: int = 20,
+    staff_per_unit: int = 25,
+) -> Seeded:
+    """`spread`: permits of random staff in random rooms of their unit, a few per
+    (requester, workspace) pair. `crowded`: `PER_PAIR` permits on every pair and channel,
+    each requester on `WORKSPACES_PER_REQUESTER` workspaces (a studio's season of
+    broadcasts); the same status mix and calendar."""
+    assert shape in SHAPES
     rng = random.Random(47)
     now = datetime.now(UTC)
     out = Seeded()
@@ -150,6 +169,14 @@ async def seed(db: Database, permits: int, *, units: int = 20, staff_per_unit: i
         )
 
     statuses = [s for s, weight in STATUS_MIX for _ in range(weight)]
+    pairs: list[tuple[str, str, str, str]] = []  # crowded: requester, workspace, unit, channel
+    if shape == "crowded":
+        rooms = [(row["code"], row["unit_code"]) for row in workspace_rows]
+        rooms = [room for room in rooms if room[0] not in out.write_workspaces]
+        for number in range(max(1, permits // PER_PAIR)):
+            requester = out.staff[number // WORKSPACES_PER_REQUESTER % len(out.staff)]
+            ws, ws_unit = rooms[number % len(rooms)]
+            pairs.append((requester, ws, ws_unit, f"@studio.{number}"))
     # History grows into the past at a steady rate; the future is what the lead-time
     # limit allows, and as busy at 10^6 permits as at 10^4.
     span = timedelta(days=max(1.0, permits / PERMITS_PER_DAY))
@@ -163,12 +190,16 @@ async def seed(db: Database, permits: int, *, units: int = 20, staff_per_unit: i
     entries = status_entries(rng)
     used: Counter[int] = Counter()
     for i in range(permits):
-        requester = rng.choice(out.staff)
-        unit = staff_unit[requester]
-        ws = f"BENCH-W{int(unit[-3:]):03d}-{rng.randrange(WORKSPACES_PER_UNIT)}"
-        if ws in out.write_workspaces:
-            ws = f"BENCH-W001-{rng.randrange(WORKSPACES_PER_UNIT)}"
-            unit = "BENCH-U001"
+        if pairs:
+            requester, ws, unit, channel = pairs[i % len(pairs)]
+        else:
+            requester = rng.choice(out.staff)
+            unit = staff_unit[requester]
+            ws = f"BENCH-W{int(unit[-3:]):03d}-{rng.randrange(WORKSPACES_PER_UNIT)}"
+            if ws in out.write_workspaces:
+                ws = f"BENCH-W001-{rng.randrange(WORKSPACES_PER_UNIT)}"
+                unit = "BENCH-U001"
+            channel = f"@asn.{requester[-6:]}.{i % 7}"
         status = rng.choice(statuses)
         length = timedelta(minutes=rng.choice((30, 60, 90, 120)))
         if status == "approved":  # never overlapping within a room, as in life
@@ -182,8 +213,7 @@ async def seed(db: Database, permits: int, *, units: int = 20, staff_per_unit: i
             start = first + span * rng.random()
         if status == "pending" and start < now:
             status = "expired"
-        platform = rng.choice(PLATFORMS)
-        channel = f"@asn.{requester[-6:]}.{i % 7}"
+        platform = PLATFORMS[i % len(pairs) % len(PLATFORMS)] if pairs else rng.choice(PLATFORMS)
         permit_id = new_id()
         entry: tuple[int | None, int | None] = (None, None)
         if status in ("approved", "revoked"):  # approved once: given an entry then
