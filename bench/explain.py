@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -39,7 +40,7 @@ from app.authorizations.reader import CheckReader, Pair, statement  # noqa: E402
 from app.permits.reader import PermitReader  # noqa: E402
 from app.rawdb import RawReader, Statement, open_raw_reader, positional  # noqa: E402
 from bench.run import CpuWatch, drop, prepare  # noqa: E402
-from bench.seed import API_KEY_ID, Seeded  # noqa: E402
+from bench.seed import API_KEY_ID, SHAPES, Seeded  # noqa: E402
 
 FORMS = ("employee", "channel")
 
@@ -150,9 +151,9 @@ async def cpu_per_read(raw: RawReader, seeded: Seeded, at: datetime) -> dict[str
     return figures
 
 
-async def measure(backend: str, permits: int) -> dict[str, Any]:
+async def measure(backend: str, permits: int, shape: str = "spread") -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix=f"izs-explain-{backend}-"))
-    url, seeded, dropper = await prepare(backend, folder, permits)
+    url, seeded, dropper = await prepare(backend, folder, permits, shape)
     at = datetime.now(UTC)
     try:
         shown = await plans(url, seeded.samples[0], at)
@@ -165,19 +166,20 @@ async def measure(backend: str, permits: int) -> dict[str, Any]:
     finally:
         await drop(dropper)
         shutil.rmtree(folder, ignore_errors=True)
-    return {"backend": backend, "permits": permits, **figures, "plans": shown}
+    return {"backend": backend, "permits": permits, "shape": shape, **figures, "plans": shown}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument("--permits", nargs="+", type=int, default=[10_000, 1_000_000])
+    parser.add_argument("--shapes", nargs="+", default=["spread"], choices=SHAPES)
     args = parser.parse_args()
     results = []
-    for backend in args.backends:
+    for backend, shape in itertools.product(args.backends, args.shapes):
         for permits in args.permits:
-            print(f"== {backend}, {permits} permits", flush=True)
-            result = asyncio.run(measure(backend, permits))
+            print(f"== {backend}, {permits} permits, {shape}", flush=True)
+            result = asyncio.run(measure(backend, permits, shape))
             results.append(result)
             print(
                 "   per query (µs, median / p99): "

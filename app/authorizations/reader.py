@@ -8,7 +8,8 @@ for the instant `at`, judged at the moment `now`:
 
 * the best permit covering `at`, ranked in SQL by the very data `rules.evaluate`
   ranks by (`rules.COVERING_RANK`), LIMIT 1;
-* the next approved permit to start after `at`, LIMIT 1;
+* the next approved permit to start after `at`, LIMIT 1 (the first entry after `at` of
+  the pair's approvals by start, a partial index);
 * the last approved permit to end by `at`, LIMIT 1;
 * where readings are kept (below), also the live permits (`ends_at` > `at`), up to
   `LIVE` of them by `ends_at`.
@@ -60,6 +61,10 @@ fewer holds them all, and may answer later instants (`Kept`)."""
 
 MOST_KEPT = 10_000
 """Readings kept at most; when full they are all forgotten, which costs reads, not truth."""
+
+CROWDED_CHECKS = 100_000
+"""Lean checks after which the crowded pairs are forgotten, each read in full once more
+(and found crowded again, or kept): a pair's live permits end as time passes."""
 
 Form = Literal["employee", "channel"]
 
@@ -136,15 +141,16 @@ def candidates(form: Form, *, live: bool) -> str:
         f"SELECT q.ends_at FROM permits AS q WHERE {pair_q} AND q.status = 'approved' "  # noqa: S608
         "AND q.ends_at <= :at ORDER BY q.ends_at DESC LIMIT 1"
     )
-    # Conditions on `starts_at` are written `NOT …`: as a range, they could lead SQLite to
-    # the workspace's (workspace_code, starts_at) index, every requester's permits, instead
-    # of the pair's.
+    # The covering part's condition on `starts_at` is written `NOT …`: as a range, it could
+    # lead SQLite to the workspace's (workspace_code, starts_at) index, every requester's
+    # permits, instead of the pair's.
     parts = [
         # docs/RULES.md#check-ranking (1): the best permit covering `at`.
         _part(f"{pair} AND p.ends_at > :at AND NOT p.starts_at > :at", COVERING_ORDER, 1),
         # (2): the next approved permit to start, and the last approved one to end.
         _part(
-            f"{pair} AND p.ends_at > :at AND NOT p.starts_at <= :at AND p.status = 'approved'",
+            # The pair's approvals by start (a partial index): its first entry after `at`.
+            f"{pair} AND p.status = 'approved' AND p.starts_at > :at",
             ", ".join(f"p.{column}" for column in NEXT_TO_START),
             1,
         ),
@@ -309,7 +315,18 @@ class CheckReader:
             form: Statement(statement(form, live=self._keep), PARAMETERS)
             for form in ("employee", "channel")
         }
+        # The statement without the live permits: the three deciding rows only.
+        self._lean = {
+            form: Statement(statement(form, live=False), PARAMETERS)
+            for form in ("employee", "channel")
+        }
         self._kept: dict[tuple[Pair, str | None, str | None], Kept] = {}
+        # Pairs found crowded (`LIVE` live permits or more): a reading of them is not
+        # kept, so reading their live permits would only cost; they are read lean. A
+        # pair's crowd thins as time passes: the set is forgotten now and then (`MOST_KEPT`
+        # new entries, or `CROWDED_CHECKS` checks), and a pair read in full again.
+        self._crowded: set[Pair] = set()
+        self._crowded_checks = 0
         self._kept_version: int | None = None
         self.statements_run = 0  # for the tests and the benchmark
 
@@ -333,8 +350,14 @@ class CheckReader:
             if kept is not None and kept.holds_at(at):
                 return kept.reading
         self.statements_run += 1
+        lean = version is None or pair in self._crowded
+        if lean and version is not None:
+            self._crowded_checks += 1
+            if self._crowded_checks >= CROWDED_CHECKS:
+                self._crowded.clear()
+                self._crowded_checks = 0
         rows = await self._raw.fetch(
-            self._statements[pair.form],
+            (self._lean if lean else self._statements)[pair.form],
             {
                 "first": pair.first,
                 "second": pair.second,
@@ -349,11 +372,15 @@ class CheckReader:
             # Read after `version` was asked: a commit in between is seen by this read,
             # and changes the version the next check asks for, so it is forgotten then.
             # (Were the version newer already, this read might be older than it.)
-            kept = Kept.of(reading, at)
+            kept = Kept.of(reading, at) if not lean else None
             if kept is not None:
                 if len(self._kept) >= MOST_KEPT:
                     self._kept.clear()
                 self._kept[key] = kept
+            elif not lean:
+                if len(self._crowded) >= MOST_KEPT:
+                    self._crowded.clear()
+                self._crowded.add(pair)
         return reading
 
     async def approvers(self, permit: Candidate, now: datetime) -> list[Approver]:

@@ -30,6 +30,20 @@ class Permit(Base):
         # reads is a range of `ends_at` within one pair (app/authorizations/reader.py).
         Index("ix_permits_requester_workspace_ends", "requester_nip", "workspace_code", "ends_at"),
         Index("ix_permits_channel_ends", "platform", "channel_key", "ends_at"),
+        # Its next approval to start after an instant: the first entry of a range.
+        *(
+            Index(
+                f"ix_permits_{name}_approved_starts",
+                *pair,
+                "starts_at",
+                postgresql_where=text("status = 'approved'"),
+                sqlite_where=text("status = 'approved'"),
+            )
+            for name, pair in (
+                ("requester_workspace", ("requester_nip", "workspace_code")),
+                ("channel", ("platform", "channel_key")),
+            )
+        ),
         Index("ix_permits_workspace_starts_at", "workspace_code", "starts_at"),
         Index("ix_permits_unit_status", "unit_code", "status"),
         # The sweep's reminders and escalations still to record (few rows whatever the
