@@ -19,7 +19,6 @@ from app.authorizations.rules import Reason
 from app.authorizations.service import Caller
 from app.errors import API_PROBLEMS, Forbidden, InvalidInput, field_error, problem_responses
 from app.permits.vocabulary import Platform
-from app.ratelimit import CALLER
 from app.schemas import NIP_PATTERN, NO_NUL, InputModel
 from app.timeutil import InstantIn, InstantText, utcnow
 
@@ -200,9 +199,7 @@ async def check_batch(
         for index, q in enumerate(batch.checks)
     ]
     if len(pairs) > 1:  # the first was spent when the caller was admitted
-        request.app.state.rate_limits.admit(
-            request.scope, request.scope["state"][CALLER], len(pairs) - 1
-        )
+        request.app.state.rate_limits.admit(request.scope, principal.actor, len(pairs) - 1)
     checked_at, caller = utcnow(), _caller(principal)
     results = await asyncio.gather(
         *(
