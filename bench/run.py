@@ -441,12 +441,12 @@ def bench_backend(
         {"nip": n, "workspace_code": w} if i % 2 else {"platform": p, "channel": c}
         for i, (n, w, p, c) in enumerate(seeded.samples)
     ]
-    laps = -(-len(queries) // BATCH_SIZE)  # batches of every sample, the last one filled
-    cycled = queries * (BATCH_SIZE // max(1, len(queries)) + 2)
+    stream = itertools.cycle(queries)  # full batches, every sample in one at least
+    batches = -(-len(queries) // BATCH_SIZE)
     (files / "batches.txt").write_text(
         "\n".join(
-            json.dumps({"checks": cycled[lap * BATCH_SIZE : (lap + 1) * BATCH_SIZE]})
-            for lap in range(laps)
+            json.dumps({"checks": list(itertools.islice(stream, BATCH_SIZE))})
+            for _ in range(batches)
         )
     )
     (files / "list.txt").write_text("/api/v1/permits?limit=50\n")

@@ -311,15 +311,19 @@ class CheckReader:
         self.escalate_before = escalate_before  # the policy's (docs/RULES.md#escalation)
         # False (or a database that cannot say what was committed): every check reads.
         self._keep = keep and raw.version() is not None
-        self._statements = {
-            form: Statement(statement(form, live=self._keep), PARAMETERS)
-            for form in ("employee", "channel")
-        }
-        # The statement without the live permits: the three deciding rows only.
+        # Lean: the three deciding rows only. Full: with the live permits, to be kept.
         self._lean = {
             form: Statement(statement(form, live=False), PARAMETERS)
             for form in ("employee", "channel")
         }
+        self._full = (
+            {
+                form: Statement(statement(form, live=True), PARAMETERS)
+                for form in ("employee", "channel")
+            }
+            if self._keep
+            else self._lean
+        )
         self._kept: dict[tuple[Pair, str | None, str | None], Kept] = {}
         # Pairs found crowded (`LIVE` live permits or more): a reading of them is not
         # kept, so reading their live permits would only cost; they are read lean. A
@@ -357,7 +361,7 @@ class CheckReader:
                 self._crowded.clear()
                 self._crowded_checks = 0
         rows = await self._raw.fetch(
-            (self._lean if lean else self._statements)[pair.form],
+            (self._lean if lean else self._full)[pair.form],
             {
                 "first": pair.first,
                 "second": pair.second,

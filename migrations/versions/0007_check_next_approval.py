@@ -22,25 +22,23 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 APPROVED = sa.text("status = 'approved'")
+PAIRS = {
+    "requester_workspace": ["requester_nip", "workspace_code"],
+    "channel": ["platform", "channel_key"],
+}
 
 
 def upgrade() -> None:
-    op.create_index(
-        "ix_permits_requester_workspace_approved_starts",
-        "permits",
-        ["requester_nip", "workspace_code", "starts_at"],
-        postgresql_where=APPROVED,
-        sqlite_where=APPROVED,
-    )
-    op.create_index(
-        "ix_permits_channel_approved_starts",
-        "permits",
-        ["platform", "channel_key", "starts_at"],
-        postgresql_where=APPROVED,
-        sqlite_where=APPROVED,
-    )
+    for name, pair in PAIRS.items():
+        op.create_index(
+            f"ix_permits_{name}_approved_starts",
+            "permits",
+            [*pair, "starts_at"],
+            postgresql_where=APPROVED,
+            sqlite_where=APPROVED,
+        )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_permits_channel_approved_starts", table_name="permits")
-    op.drop_index("ix_permits_requester_workspace_approved_starts", table_name="permits")
+    for name in PAIRS:
+        op.drop_index(f"ix_permits_{name}_approved_starts", table_name="permits")
