@@ -40,7 +40,11 @@ async def test_two_starts_at_once_make_one_admin(backend: str, settings: Setting
 
             racing = asyncio.create_task(other_start())
             if backend == "postgresql":  # the other start waits for this one's turn
-                async with second.engine.connect() as probe:
+                # Autocommit: within one transaction PostgreSQL shows pg_stat_activity as
+                # it was at the first look, so a probe that looked before the other start
+                # began to wait would never see it wait.
+                async with second.engine.connect() as connection:
+                    probe = await connection.execution_options(isolation_level="AUTOCOMMIT")
                     # Until it waits, or fails (then `await racing` says why).
                     while not racing.done() and not await probe.scalar(_WAITING):  # noqa: ASYNC110
                         await asyncio.sleep(0.01)
