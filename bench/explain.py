@@ -56,8 +56,8 @@ async def plans(url: str, sample: tuple[str, str, str, str], at: datetime) -> di
                 first, second = pairs[form]
                 stamp = at.strftime("%Y-%m-%d %H:%M:%S.%f")
                 rows = connection.execute(
-                    # As the service runs it on SQLite: with the live permits (kept readings).
-                    f"EXPLAIN QUERY PLAN {statement(form, live=True)}",  # type: ignore[arg-type]
+                    # As the service runs it on SQLite: the reading a kept one holds.
+                    f"EXPLAIN QUERY PLAN {statement(form, kept=True)}",  # type: ignore[arg-type]
                     {
                         "first": first,
                         "second": second,

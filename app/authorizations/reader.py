@@ -11,8 +11,9 @@ for the instant `at`, judged at the moment `now`:
 * the next approved permit to start after `at`, LIMIT 1 (the first entry after `at` of
   the pair's approvals by start, a partial index);
 * the last approved permit to end by `at`, LIMIT 1;
-* where readings are kept (below), also the live permits (`ends_at` > `at`), up to
-  `LIVE` of them by `ends_at`.
+* where readings are kept (below), every permit covering `at` (up to `LIVE` of them,
+  best first) instead of the best one, and the next instant after `at` at which a
+  permit of the pair starts or ends (`kept_until`).
 
 The first three are what `rules.evaluate` picks from every permit of the pair, so
 the answer is the same however many permits the pair has. Every part is an index
@@ -23,12 +24,13 @@ It runs on the hot reads' own connection (`app.rawdb`), so an acknowledged
 revocation is seen by every later check (docs/RULES.md#never-stale).
 
 Where the database can say cheaply whether anything was committed since it last
-looked (SQLite, `RawReader.version`), a reading that holds every live permit is
-kept and answers the same check for any later instant until something is committed
-(`Kept`): asking costs a few microseconds on every check, instead of the statement,
-and any commit at all (a revoke, a key revoked, an employee deactivated, by this
-process or another) forgets every kept reading. On PostgreSQL only a round trip
-could tell, so every check reads, and the live permits are not read.
+looked (SQLite, `RawReader.version`), a reading is kept and answers the same check
+for any later instant before `kept_until` until something is committed (`Kept`):
+asking costs a few microseconds on every check, instead of the statement, and any
+commit at all (a revoke, a key revoked, an employee deactivated, by this process or
+another) forgets every kept reading. However crowded the pair, no permit starts or
+ends between the instant read and `kept_until`, so the same rows decide. On
+PostgreSQL only a round trip could tell, so every check reads the three rows alone.
 
 A plain employee who is no party of the permit picked needs its approvers now for
 the disclosure rule (docs/RULES.md#check-disclosure): `CheckReader.approvers` reads
@@ -56,15 +58,12 @@ from app.permits.vocabulary import channel_key
 from app.rawdb import RawReader, Statement
 
 LIVE = 20
-"""Live permits read per check where readings are kept, by `ends_at`: a reading holding
-fewer holds them all, and may answer later instants (`Kept`)."""
+"""Permits covering the instant read at most where readings are kept, best first: a reading
+holding fewer holds them all, and may answer later instants (`Kept`); one holding as many
+answers its own instant only."""
 
 MOST_KEPT = 10_000
 """Readings kept at most; when full they are all forgotten, which costs reads, not truth."""
-
-CROWDED_CHECKS = 100_000
-"""Lean checks after which the crowded pairs are forgotten, each read in full once more
-(and found crowded again, or kept): a pair's live permits end as time passes."""
 
 Form = Literal["employee", "channel"]
 
@@ -131,9 +130,9 @@ def _part(where: str, order: str, limit: int) -> str:
     )
 
 
-def candidates(form: Form, *, live: bool) -> str:
+def candidates(form: Form, *, kept: bool) -> str:
     """The pair's permits `rules.evaluate` may pick at `:at` and `:now` (module docstring);
-    with `live`, also up to `LIVE` live permits by `ends_at`."""
+    with `kept`, every permit covering `:at` (up to `LIVE`), not only the best."""
     pair, pair_q = _PAIR[form].format(t="p"), _PAIR[form].format(t="q")
     # The end of the last approval by `at` first, then its ties by id: both follow the
     # index, where one ORDER BY of both would sort every approval of the pair's history.
@@ -145,8 +144,12 @@ def candidates(form: Form, *, live: bool) -> str:
     # lead SQLite to the workspace's (workspace_code, starts_at) index, every requester's
     # permits, instead of the pair's.
     parts = [
-        # docs/RULES.md#check-ranking (1): the best permit covering `at`.
-        _part(f"{pair} AND p.ends_at > :at AND NOT p.starts_at > :at", COVERING_ORDER, 1),
+        # docs/RULES.md#check-ranking (1): the best permit covering `at` (kept: all of them).
+        _part(
+            f"{pair} AND p.ends_at > :at AND NOT p.starts_at > :at",
+            COVERING_ORDER,
+            LIVE if kept else 1,
+        ),
         # (2): the next approved permit to start, and the last approved one to end.
         _part(
             # The pair's approvals by start (a partial index): its first entry after `at`.
@@ -160,9 +163,18 @@ def candidates(form: Form, *, live: bool) -> str:
             1,
         ),
     ]
-    if live:
-        parts.append(_part(f"{pair} AND p.ends_at > :at", "p.ends_at", LIVE))
     return " UNION ALL ".join(parts)
+
+
+def kept_until(form: Form) -> str:
+    """The first instant after `:at` at which a permit of the pair starts or ends: every
+    permit starting after `at` is live at `at`, so it is the least, over the live
+    permits, of the start of those still to start and the end of those covering `at`."""
+    pair_q = _PAIR[form].format(t="q")
+    return (
+        "(SELECT MIN(CASE WHEN q.starts_at > :at THEN q.starts_at ELSE q.ends_at END) "  # noqa: S608
+        f"FROM permits AS q WHERE {pair_q} AND q.ends_at > :at)"
+    )
 
 
 # Whether the caller could be any permit's approver now: if not, the disclosure rule needs
@@ -170,8 +182,9 @@ def candidates(form: Form, *, live: bool) -> str:
 _CALLER_MAY_DECIDE = may_decide(":caller", ":now")
 
 
-def statement(form: Form, *, live: bool = False) -> str:
-    """The statement of a form; built only from the constants above, values are parameters."""
+def statement(form: Form, *, kept: bool = False) -> str:
+    """The statement of a form; built only from the constants above, values are parameters.
+    `kept`: the reading a `Kept` holds (module docstring)."""
     if form == "employee":
         subject = "e.active AS employee_active, w.code IS NOT NULL AS workspace_known"
         subject_joins = (
@@ -185,13 +198,13 @@ def statement(form: Form, *, live: bool = False) -> str:
         "SELECT k.secret_sha256 AS key_secret_sha256, k.revoked_at IS NOT NULL AS key_revoked, "  # noqa: S608 (constants only)
         "k.scopes AS key_scopes, c.active AS caller_active, c.is_admin AS caller_is_admin, "
         f"c.is_auditor AS caller_is_auditor, {_CALLER_MAY_DECIDE} AS caller_may_decide, "
-        f"{subject}, "
+        f"{subject}, {kept_until(form) if kept else 'NULL'} AS kept_until, "
         f"p.*, {_REQUESTER[form]} AS requester_active "
         "FROM (SELECT 1 AS one) AS one "
         f"{subject_joins}"
         "LEFT JOIN api_keys AS k ON k.id = :key_id "
         "LEFT JOIN employees AS c ON c.nip = :caller "
-        f"LEFT JOIN ({candidates(form, live=live)}) AS p ON 1 = 1"
+        f"LEFT JOIN ({candidates(form, kept=kept)}) AS p ON 1 = 1"
     )
 
 
@@ -233,9 +246,12 @@ class Reading:
     employee_active: bool | None  # (employee, workspace) form only
     workspace_known: bool
     candidates: Sequence[Candidate]  # each permit once, in no particular order
+    # The first start or end of a permit of the pair after the instant read (a kept
+    # reading's only; None: none, or not asked).
+    kept_until: datetime | None = None
 
 
-_HEAD = 9  # the columns before the permit's
+_HEAD = 10  # the columns before the permit's
 
 
 def _reading(rows: Sequence[Any], stamp: Callable[[Any], datetime]) -> Reading:
@@ -270,34 +286,38 @@ def _reading(rows: Sequence[Any], stamp: Callable[[Any], datetime]) -> Reading:
         employee_active=None if head[7] is None else bool(head[7]),
         workspace_known=bool(head[8]),
         candidates=list(candidates.values()),
+        kept_until=None if head[9] is None else stamp(head[9]),
     )
 
 
 @dataclass(frozen=True, slots=True)
 class Kept:
-    """A reading read for the instant `since`, which answers for any later instant (at any
-    later moment) while nothing is committed.
+    """A reading read for the instant `since`, which answers for any instant from `since`
+    to before `until` (at any later moment) while nothing is committed.
 
-    It holds every permit live at `since` (fewer than `LIVE`, so the statement's limit
-    left none out) and the last approved permit to end by then. For a later instant
-    `at`, every permit covering `at` and every approved one still to start is live at
-    `since`, and the last approved to end by `at` ended by `since` or was live then:
-    `rules.evaluate` finds here every row it would pick from all the pair's permits,
-    whatever the moment (a status now is computed from the row, not read).
+    It holds every permit covering `since` (fewer than `LIVE`, so the statement's limit
+    left none out), the next approved permit to start after it and the last approved
+    permit to end by it; `until` is the pair's first start or end after `since` (None:
+    there is none). No permit of the pair starts or ends in between, so for any instant
+    `at` there the same permits cover `at`, the same approval is the next to start and
+    the same the last to end: `rules.evaluate` finds here every row it would pick from
+    all the pair's permits, whatever the moment (a status now is computed from the row,
+    not read).
     """
 
     since: datetime
+    until: datetime | None
     reading: Reading
 
     @classmethod
     def of(cls, reading: Reading, at: datetime) -> Kept | None:
-        """None when the live permits may not all be there (the statement's limit)."""
-        if sum(c.ends_at > at for c in reading.candidates) >= LIVE:
+        """None when the covering permits may not all be there (the statement's limit)."""
+        if sum(c.starts_at <= at < c.ends_at for c in reading.candidates) >= LIVE:
             return None
-        return cls(at, reading)
+        return cls(at, reading.kept_until, reading)
 
     def holds_at(self, at: datetime) -> bool:
-        return self.since <= at
+        return self.since <= at and (self.until is None or at < self.until)
 
 
 class CheckReader:
@@ -311,26 +331,12 @@ class CheckReader:
         self.escalate_before = escalate_before  # the policy's (docs/RULES.md#escalation)
         # False (or a database that cannot say what was committed): every check reads.
         self._keep = keep and raw.version() is not None
-        # Lean: the three deciding rows only. Full: with the live permits, to be kept.
-        self._lean = {
-            form: Statement(statement(form, live=False), PARAMETERS)
+        # The three deciding rows; where readings are kept, the reading a `Kept` holds.
+        self._statements = {
+            form: Statement(statement(form, kept=self._keep), PARAMETERS)
             for form in ("employee", "channel")
         }
-        self._full = (
-            {
-                form: Statement(statement(form, live=True), PARAMETERS)
-                for form in ("employee", "channel")
-            }
-            if self._keep
-            else self._lean
-        )
         self._kept: dict[tuple[Pair, str | None, str | None], Kept] = {}
-        # Pairs found crowded (`LIVE` live permits or more): a reading of them is not
-        # kept, so reading their live permits would only cost; they are read lean. A
-        # pair's crowd thins as time passes: the set is forgotten now and then (`MOST_KEPT`
-        # new entries, or `CROWDED_CHECKS` checks), and a pair read in full again.
-        self._crowded: set[Pair] = set()
-        self._crowded_checks = 0
         self._kept_version: int | None = None
         self.statements_run = 0  # for the tests and the benchmark
 
@@ -354,14 +360,8 @@ class CheckReader:
             if kept is not None and kept.holds_at(at):
                 return kept.reading
         self.statements_run += 1
-        lean = version is None or pair in self._crowded
-        if lean and version is not None:
-            self._crowded_checks += 1
-            if self._crowded_checks >= CROWDED_CHECKS:
-                self._crowded.clear()
-                self._crowded_checks = 0
         rows = await self._raw.fetch(
-            (self._lean if lean else self._full)[pair.form],
+            self._statements[pair.form],
             {
                 "first": pair.first,
                 "second": pair.second,
@@ -376,15 +376,11 @@ class CheckReader:
             # Read after `version` was asked: a commit in between is seen by this read,
             # and changes the version the next check asks for, so it is forgotten then.
             # (Were the version newer already, this read might be older than it.)
-            kept = Kept.of(reading, at) if not lean else None
+            kept = Kept.of(reading, at)
             if kept is not None:
                 if len(self._kept) >= MOST_KEPT:
                     self._kept.clear()
                 self._kept[key] = kept
-            elif not lean:
-                if len(self._crowded) >= MOST_KEPT:
-                    self._crowded.clear()
-                self._crowded.add(pair)
         return reading
 
     async def approvers(self, permit: Candidate, now: datetime) -> list[Approver]:
