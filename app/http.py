@@ -28,7 +28,7 @@ tag (`"3"`, weak `W/"3"`), or bare (`3`)."""
 _IF_MATCH = re.compile(IF_MATCH)
 
 
-def if_match_version(
+async def if_match_version(
     if_match: Annotated[
         str | Absent,
         Header(

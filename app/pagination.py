@@ -97,7 +97,7 @@ class PageRequest:
         return decode_string_cursor(self.cursor) if self.cursor is not None else None
 
 
-def page_request(limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> PageRequest:
+async def page_request(limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> PageRequest:
     return PageRequest(limit, cursor)
 
 

@@ -8,18 +8,22 @@ request id; no stack trace or SQL reaches a client.
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import logging
 import multiprocessing
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import anyio
 import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -458,3 +462,39 @@ async def test_json_logs_are_one_object_a_line_with_the_request_id(
 
 def test_the_default_log_format_is_text() -> None:
     assert Settings(_env_file=None).log_format == "text"  # type: ignore[call-arg]
+
+
+def _routes(routes: list[Any]) -> Iterator[APIRoute]:
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        # An included router (FastAPI's `include_router`) keeps its routes on the original.
+        included = getattr(route, "original_router", None)
+        yield from _routes(getattr(included or route, "routes", None) or [])
+
+
+def _calls(dependant: Dependant) -> Iterator[Any]:
+    for sub in dependant.dependencies:
+        yield sub.call
+        yield from _calls(sub)
+
+
+async def test_every_endpoint_and_dependency_runs_on_the_event_loop(app: FastAPI) -> None:
+    """FastAPI runs a plain `def` endpoint or dependency in a worker thread: a hop there and
+    back, each waiting for a turn of a busy event loop, inside the request's transaction
+    (a write's turn, on SQLite). Nothing here blocks, so everything is `async def`."""
+    found = list(_routes(app.routes))
+    assert len(found) > 30
+    sync = sorted(
+        {
+            f"{route.path}: {getattr(call, '__qualname__', call)!r}"
+            for route in found
+            for call in (route.dependant.call, *_calls(route.dependant))
+            if not (
+                inspect.iscoroutinefunction(call)
+                or inspect.isasyncgenfunction(call)
+                or inspect.iscoroutinefunction(getattr(call, "__call__", None))  # noqa: B004
+            )
+        }
+    )
+    assert sync == []

@@ -31,7 +31,7 @@ router = APIRouter(
 CSV_COLUMNS = ("seq", "at", "actor", "action", "subject", "data", "prev_hash", "hash")
 
 
-def _filters(filters: Annotated[queries.EventFilters, Query()]) -> queries.EventFilters:
+async def _filters(filters: Annotated[queries.EventFilters, Query()]) -> queries.EventFilters:
     return filters
 
 

@@ -19,7 +19,7 @@ from app.permits.idempotency import Idempotent, Once
 from app.permits.lifecycle import ACTIONS
 
 
-def list_filters(filters: Annotated[listing.Filters, Query()]) -> listing.Filters:
+async def list_filters(filters: Annotated[listing.Filters, Query()]) -> listing.Filters:
     """The list's filters, from its query (a dependency of its own, so that the query model
     is the only query parameter it declares)."""
     return filters
@@ -51,7 +51,7 @@ class Decision:
         )
 
 
-def decision(
+async def decision(
     permit_id: str,
     session: WriteSession,
     employee: CurrentEmployee,

@@ -151,7 +151,7 @@ class Once:
         return resource_response(path, result, status_code)
 
 
-def once_per_key(
+async def once_per_key(
     request: Request,
     session: WriteSession,
     employee: CurrentEmployee,

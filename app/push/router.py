@@ -49,12 +49,12 @@ events_router = APIRouter(prefix="/api/v1/events", tags=["events"], responses=AP
 # --- webhooks (admins) -------------------------------------------------------------------
 
 
-def _box(request: Request) -> SecretBox:
+async def _box(request: Request) -> SecretBox:
     box: SecretBox = request.app.state.secret_box
     return box
 
 
-def _rules(request: Request) -> AddressRules:
+async def _rules(request: Request) -> AddressRules:
     rules: AddressRules = request.app.state.address_rules
     return rules
 
