@@ -4,10 +4,10 @@ py-spy samples the one uvicorn worker (pinned to CPU 0) while wrk (on CPU 1)
 drives the scenario, on a database seeded as `bench/run.py` seeds it:
 
     .venv/bin/pip install py-spy==0.4.3      # a profiler, not a dependency of the service
-    .venv/bin/python bench/profile.py --backend postgresql --scenario check
+    .venv/bin/python bench/profile.py --backend postgresql --scenario check --shape crowded
     .venv/bin/python bench/profile.py --backend postgresql --scenario write
 
-Writes `bench/results/flame-<scenario>-<backend>.svg` (open it in a browser).
+Writes `bench/results/flame-<scenario>-<backend>-<shape>.svg` (open it in a browser).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from bench.run import (  # noqa: E402
     server_env,
     signed_credentials,
 )
+from bench.seed import SHAPES  # noqa: E402
 
 
 def main() -> None:
@@ -47,6 +48,7 @@ def main() -> None:
         default="check",
     )
     parser.add_argument("--permits", type=int, default=10_000)
+    parser.add_argument("--shape", choices=SHAPES, default="spread", help="as bench/run.py seeds")
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument(
         "--format", choices=["flamegraph", "raw"], default="flamegraph", help="raw: folded stacks"
@@ -57,7 +59,7 @@ def main() -> None:
         sys.exit("py-spy is not installed: .venv/bin/pip install py-spy==0.4.3")
     wrk = ensure_wrk()
     folder = Path(tempfile.mkdtemp(prefix="izs-profile-"))
-    url, seeded, dropper = asyncio.run(prepare(args.backend, folder, args.permits))
+    url, seeded, dropper = asyncio.run(prepare(args.backend, folder, args.permits, args.shape))
     env = server_env(url, folder)
     lua = HERE / "lua"
     wrk_env = {**os.environ, "BENCH_LUA": str(lua)}
@@ -109,7 +111,7 @@ def main() -> None:
         }
         connections = 8
     suffix = "svg" if args.format == "flamegraph" else "txt"
-    out = HERE / "results" / f"flame-{args.scenario}-{args.backend}.{suffix}"
+    out = HERE / "results" / f"flame-{args.scenario}-{args.backend}-{args.shape}.{suffix}"
     service = Server("app.main:app", env)
     try:
         if args.scenario == "verify":

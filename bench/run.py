@@ -323,7 +323,7 @@ def _service_round(
             seconds=args.duration,
             watch=watch,
         )
-    if not _selected(args, "write mix"):
+    if not _selected(args, WRITE_MIX):
         return results
     write_env = {
         **lua,
@@ -344,8 +344,12 @@ def _service_round(
         watch=watch,
     )
     mix["pairs_per_second"] = mix["rps"] / 2
-    results["write mix (submit + approve), 8 connections"] = mix
+    results[f"{WRITE_MIX} (submit + approve), 8 connections"] = mix
     return results
+
+
+WRITE_MIX = "write mix"
+INSERT_CEILING = "bare INSERT (ceiling), 8 connections"
 
 
 VERIFY = "verify: POST /credentials/verify (public)"
@@ -451,6 +455,12 @@ def bench_backend(
     )
     (files / "list.txt").write_text("/api/v1/permits?limit=50\n")
     (files / "ceiling.txt").write_text("/ceiling\n")
+    (files / "inserts.txt").write_text(  # as large as a submission's body
+        "\n".join(
+            json.dumps({"title": "Bench", "channel": f"@bench.{n}", "purpose": "official" * 40})
+            for n in range(100)
+        )
+    )
     (files / "workspaces.txt").write_text("\n".join(seeded.write_workspaces))
     lua = {"BENCH_LUA": str(HERE / "lua")}
     key = {"BENCH_HEADER": f"X-API-Key: {seeded.api_key}"}
@@ -479,7 +489,7 @@ def bench_backend(
             results: dict[str, Any] = {}
             if service is not None:
                 service.stop()  # one core for the app: the ceiling runs alone, then the service
-            ceiling = Server("ceiling:app", {}, app_dir=HERE)
+            ceiling = Server("ceiling:app", {"CEILING_DATABASE_URL": url}, app_dir=HERE)
             try:
                 results["ceiling (bare FastAPI)"] = run_wrk(
                     wrk,
@@ -490,6 +500,20 @@ def bench_backend(
                     seconds=args.duration,
                     watch=CpuWatch(ceiling.process.pid),
                 )
+                if _selected(args, WRITE_MIX):
+                    results[INSERT_CEILING] = run_wrk(
+                        wrk,
+                        ceiling.url,
+                        HERE / "lua" / "post_varied.lua",
+                        {
+                            **lua,
+                            "BENCH_BODIES": str(files / "inserts.txt"),
+                            "BENCH_POST_PATH": "/ceiling/insert",
+                        },
+                        connections=min(8, args.connections),
+                        seconds=args.duration,
+                        watch=CpuWatch(ceiling.process.pid),
+                    )
             finally:
                 ceiling.stop()
             # With --against, the other tree's service runs right after this one's, on the
@@ -509,6 +533,10 @@ def bench_backend(
             top = results["ceiling (bare FastAPI)"]["rps"]
             for figures in results.values():
                 figures["x_ceiling"] = round(figures["rps"] / top, 3) if top else 0.0
+            inserts = results.get(INSERT_CEILING, {}).get("rps")
+            for label, figures in results.items():
+                if inserts and label.startswith(WRITE_MIX):  # pairs against single INSERTs
+                    figures["x_insert"] = round(figures["pairs_per_second"] / inserts, 3)
             rounds.append(results)
     finally:
         if service is not None:
@@ -586,8 +614,11 @@ def main() -> None:
         )
         for label, f in results.items():
             cpu = f"{f.get('server_cpu_us_per_request', 0):.0f}, {f.get('database_cpu_us_per_request', 0):.0f}"
+            ratio = f"{f['x_ceiling']:.2f}"
+            if "x_insert" in f:
+                ratio += f" ({f['pairs_per_second']:.0f} pairs/s = {f['x_insert']:.2f} x INSERT)"
             print(
-                f"| {label} | {f['rps']:.0f} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} | {f['errors']:.0f} | {f['x_ceiling']:.2f} | {cpu} |"
+                f"| {label} | {f['rps']:.0f} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} | {f['errors']:.0f} | {ratio} | {cpu} |"
             )
     if not args.smoke:
         stamp = report["when"][:19].replace(":", "")
