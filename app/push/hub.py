@@ -265,6 +265,17 @@ class Hub:
 
     async def _dispatch_batch(self) -> bool:
         """Hand out the next batch of new events; whether there were any."""
+        if not self._subscribers:
+            # Nobody to hand events to (one joins only through `catch_up`, which waits for
+            # this): the position and the listeners are all there is, so not the rows.
+            async with self._db.read() as session:
+                newest = await session.scalar(select(func.max(AuditEvent.seq)))
+            if newest is None or newest <= self.last_seq:
+                return False
+            for listener in self._listeners:
+                listener()
+            self.last_seq = newest
+            return False
         async with self._db.read() as session:
             rows = (
                 await session.scalars(
