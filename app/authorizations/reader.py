@@ -104,14 +104,19 @@ _REQUESTER = {
     "channel": "(SELECT r.active FROM employees AS r WHERE r.nip = p.requester_nip)",
 }
 
-_STATUS_NOW = effective_status_sql("p", ":now")  # docs/RULES.md#expiry, from its one home
-COVERING_ORDER = (
-    f"CASE ({_STATUS_NOW}) "
-    + "".join(f"WHEN '{status}' THEN {n} " for n, status in enumerate(COVERING_RANK))
-    + f"ELSE {len(COVERING_RANK)} END, "
-    + ", ".join(f"p.{column}" for column in COVERING_TIES)
-)
-"""`rules.evaluate`'s ranking of covering permits, from the same data."""
+
+def covering_order(table: str) -> str:
+    """`rules.evaluate`'s ranking of covering permits, from the same data: the status now
+    (docs/RULES.md#expiry, from its one home), then the ties. Every column it reads is in
+    the pair's index on PostgreSQL (`app.permits.models.COVERING_INCLUDE`)."""
+    status_now = effective_status_sql(table, ":now")
+    return (
+        f"CASE ({status_now}) "
+        + "".join(f"WHEN '{status}' THEN {n} " for n, status in enumerate(COVERING_RANK))
+        + f"ELSE {len(COVERING_RANK)} END, "
+        + ", ".join(f"{table}.{column}" for column in COVERING_TIES)
+    )
+
 
 PARAMETERS = {
     "first": "text",
@@ -133,23 +138,25 @@ def _part(where: str, order: str, limit: int) -> str:
 def candidates(form: Form, *, kept: bool) -> str:
     """The pair's permits `rules.evaluate` may pick at `:at` and `:now` (module docstring);
     with `kept`, every permit covering `:at` (up to `LIVE`), not only the best."""
-    pair, pair_q = _PAIR[form].format(t="p"), _PAIR[form].format(t="q")
+    pair, pair_q, pair_c = (_PAIR[form].format(t=t) for t in ("p", "q", "c"))
     # The end of the last approval by `at` first, then its ties by id: both follow the
     # index, where one ORDER BY of both would sort every approval of the pair's history.
     last_approved_end = (
         f"SELECT q.ends_at FROM permits AS q WHERE {pair_q} AND q.status = 'approved' "  # noqa: S608
         "AND q.ends_at <= :at ORDER BY q.ends_at DESC LIMIT 1"
     )
-    # The covering part's condition on `starts_at` is written `NOT …`: as a range, it could
-    # lead SQLite to the workspace's (workspace_code, starts_at) index, every requester's
-    # permits, instead of the pair's.
+    covering = LIVE if kept else 1
+    # Ranked by id first, from the index alone on PostgreSQL (migration 0008); then only the
+    # rows picked are read. The condition on `starts_at` is written `NOT …`: as a range, it
+    # could lead SQLite to the workspace's (workspace_code, starts_at) index, every
+    # requester's permits, instead of the pair's.
+    best_covering = (
+        f"SELECT c.id FROM permits AS c WHERE {pair_c} AND c.ends_at > :at "  # noqa: S608
+        f"AND NOT c.starts_at > :at ORDER BY {covering_order('c')} LIMIT {covering}"
+    )
     parts = [
         # docs/RULES.md#check-ranking (1): the best permit covering `at` (kept: all of them).
-        _part(
-            f"{pair} AND p.ends_at > :at AND NOT p.starts_at > :at",
-            COVERING_ORDER,
-            LIVE if kept else 1,
-        ),
+        _part(f"p.id IN ({best_covering})", "p.id", covering),
         # (2): the next approved permit to start, and the last approved one to end.
         _part(
             # The pair's approvals by start (a partial index): its first entry after `at`.

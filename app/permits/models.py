@@ -11,6 +11,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db import Base, UTCDateTime
 from app.permits.vocabulary import PLATFORMS, PURPOSES, STATUSES
 
+COVERING_INCLUDE = ("starts_at", "status", "id")
+"""What ranks a pair's permits covering an instant (docs/RULES.md#check-ranking: the status
+now, from `status` and `starts_at`; then `starts_at`, `id`), held in the pair's index on
+PostgreSQL (migration 0008) so the check ranks them without reading the table."""
+
 
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
@@ -27,9 +32,21 @@ class Permit(Base):
         CheckConstraint("status <> 'approved' OR status_idx IS NOT NULL", name="status_entry"),
         Index("uq_permits_status_entry", "status_list", "status_idx", unique=True),
         # The check by employee and workspace, and by platform and channel: each of its
-        # reads is a range of `ends_at` within one pair (app/authorizations/reader.py).
-        Index("ix_permits_requester_workspace_ends", "requester_nip", "workspace_code", "ends_at"),
-        Index("ix_permits_channel_ends", "platform", "channel_key", "ends_at"),
+        # reads is a range of `ends_at` within one pair (app/authorizations/reader.py). On
+        # PostgreSQL they also hold what ranks the permits covering an instant, so the
+        # best is found in the index alone, however crowded the pair.
+        *(
+            Index(
+                f"ix_permits_{name}_ends",
+                *pair,
+                "ends_at",
+                postgresql_include=list(COVERING_INCLUDE),
+            )
+            for name, pair in (
+                ("requester_workspace", ("requester_nip", "workspace_code")),
+                ("channel", ("platform", "channel_key")),
+            )
+        ),
         # Its next approval to start after an instant: the first entry of a range.
         *(
             Index(
