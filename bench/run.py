@@ -64,7 +64,13 @@ def pinned(cpu: int, command: list[str]) -> list[str]:
 
 class Server:
     def __init__(
-        self, app: str, env: dict[str, str], app_dir: Path = PROJECT, workers: int = 1
+        self,
+        app: str,
+        env: dict[str, str],
+        app_dir: Path = PROJECT,
+        workers: int = 1,
+        *,
+        pin: bool = True,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -83,8 +89,8 @@ class Server:
             "--workers",
             str(workers),
         ]
-        # One worker has CPU 0 to itself; more share the machine with wrk.
-        started = pinned(0, command) if workers == 1 else command
+        # One worker has CPU 0 to itself; more (or more instances) share the machine.
+        started = pinned(0, command) if workers == 1 and pin else command
         self.process = subprocess.Popen(started, env={**os.environ, **env}, cwd=PROJECT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and self.process.poll() is None:
@@ -98,6 +104,32 @@ class Server:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=10)
+
+
+class Instances:
+    """`count` instances of the service on one database, each its own uvicorn (with
+    `workers` workers), as separate hosts behind a load balancer would be: the load is
+    split evenly between them (`run_wrk` with several URLs)."""
+
+    def __init__(
+        self, env: dict[str, str], app_dir: Path, *, workers: int = 1, count: int = 1
+    ) -> None:
+        self.servers: list[Server] = []
+        try:
+            for _ in range(count):
+                self.servers.append(
+                    Server("app.main:app", env, app_dir=app_dir, workers=workers, pin=count == 1)
+                )
+        except BaseException:
+            self.stop()
+            raise
+        self.url = self.servers[0].url
+        self.urls = [server.url for server in self.servers]
+        self.pids = [server.process.pid for server in self.servers]
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
 
 
 def ensure_wrk() -> str:
@@ -155,15 +187,15 @@ def _cpu_seconds(pid: int) -> float:
 
 
 class CpuWatch:
-    """CPU time spent by the server under test (with its worker processes) and by
-    PostgreSQL's processes, between two readings."""
+    """CPU time spent by the server under test (with its worker processes; or several
+    servers) and by PostgreSQL's processes, between two readings."""
 
-    def __init__(self, server_pid: int) -> None:
-        self.server_pid = server_pid
+    def __init__(self, *server_pids: int) -> None:
+        self.server_pids = server_pids
 
     def read(self) -> dict[str, float]:
         processes = _processes()
-        tree = {self.server_pid}
+        tree = set(self.server_pids)
         for _ in range(3):  # taskset → uvicorn → its workers
             tree |= {pid for pid, parent, _ in processes if parent in tree}
         database = [pid for pid, _, name in processes if name == "postgres"]
@@ -175,7 +207,7 @@ class CpuWatch:
 
 def run_wrk(
     wrk: str,
-    url: str,
+    url: str | list[str],
     script: Path,
     env: dict[str, str],
     *,
@@ -185,7 +217,22 @@ def run_wrk(
     watch: CpuWatch | None = None,
 ) -> dict[str, float]:
     """A warm-up run (its figures dropped), then the measured run; with `watch`, the CPU
-    time per request of the server and of the database during the measured run."""
+    time per request of the server and of the database during the measured run. Several
+    URLs (instances): one wrk per URL at once, the connections split between them, the
+    rates and counts summed, the latencies the worst of them."""
+    if isinstance(url, list) and len(url) > 1:
+        return _run_wrks(
+            wrk,
+            url,
+            script,
+            env,
+            connections=connections,
+            seconds=seconds,
+            warm_env=warm_env,
+            watch=watch,
+        )
+    if isinstance(url, list):
+        url = url[0]
     base = [wrk, "-t1", f"-c{connections}", "--latency", "-s", str(script), url]
     warm = pinned(1, [*base[:1], f"-d{max(1, int(seconds // 3))}s", *base[1:]])
     subprocess.run(
@@ -198,10 +245,71 @@ def run_wrk(
     ).stdout
     result = parse_wrk(output)
     if watch and result["requests"]:
-        after = watch.read()
-        for part in ("server", "database"):
-            spent = after[part] - before[part]
-            result[f"{part}_cpu_us_per_request"] = round(spent / result["requests"] * 1e6, 1)
+        _cpu_per_request(result, before, watch.read())
+    return result
+
+
+def _cpu_per_request(
+    result: dict[str, float], before: dict[str, float], after: dict[str, float]
+) -> None:
+    for part in ("server", "database"):
+        spent = after[part] - before[part]
+        result[f"{part}_cpu_us_per_request"] = round(spent / result["requests"] * 1e6, 1)
+
+
+def _run_wrks(
+    wrk: str,
+    urls: list[str],
+    script: Path,
+    env: dict[str, str],
+    *,
+    connections: int,
+    seconds: float,
+    warm_env: dict[str, str] | None,
+    watch: CpuWatch | None,
+) -> dict[str, float]:
+    each = max(1, connections // len(urls))
+
+    def together(duration: int, more: dict[str, str] | None = None) -> list[str]:
+        runs = [
+            subprocess.Popen(
+                pinned(
+                    1,
+                    [
+                        wrk,
+                        "-t1",
+                        f"-c{each}",
+                        f"-d{duration}s",
+                        "--latency",
+                        "-s",
+                        f"{script}",
+                        url,
+                    ],
+                ),
+                # The write mix's threads: each wrk books its own share of the workspaces.
+                env={**os.environ, **env, **(more or {}), "BENCH_TID_OFFSET": str(n)},
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for n, url in enumerate(urls)
+        ]
+        outputs = [run.communicate()[0] for run in runs]
+        if any(run.returncode for run in runs):
+            raise RuntimeError("wrk failed")
+        return outputs
+
+    together(max(1, int(seconds // 3)), warm_env)  # the warm-up
+    before = watch.read() if watch else {}
+    parts = [parse_wrk(output) for output in together(int(seconds))]
+    result = {
+        "rps": sum(p["rps"] for p in parts),
+        "requests": sum(p["requests"] for p in parts),
+        "errors": sum(p["errors"] for p in parts),
+        "p50_ms": max(p["p50_ms"] for p in parts),
+        "p99_ms": max(p["p99_ms"] for p in parts),
+    }
+    if watch and result["requests"]:
+        _cpu_per_request(result, before, watch.read())
     return result
 
 
@@ -252,7 +360,7 @@ async def drop(name: str | None) -> None:
 
 
 def _service_round(
-    service: Server,
+    service: Instances,
     args: argparse.Namespace,
     wrk: str,
     files: Path,
@@ -268,11 +376,11 @@ def _service_round(
     results: dict[str, Any] = {}
     varied = HERE / "lua" / "get_varied.lua"
     selected = [s for s in scenarios if _selected(args, s[0])]
-    watch = CpuWatch(service.process.pid)
+    watch = CpuWatch(*service.pids)
     for label, paths, credential in selected:
         results[label] = run_wrk(
             wrk,
-            service.url,
+            service.urls,
             varied,
             {**lua, **credential, "BENCH_PATHS": str(files / paths)},
             connections=args.connections,
@@ -285,7 +393,7 @@ def _service_round(
             bodies.write_text(signed_credentials(service.url, token[seeded.admin], seeded))
         results[VERIFY] = run_wrk(
             wrk,
-            service.url,
+            service.urls,
             HERE / "lua" / "post_varied.lua",
             {
                 **lua,
@@ -299,7 +407,7 @@ def _service_round(
     if _selected(args, BATCH):
         batch = run_wrk(
             wrk,
-            service.url,
+            service.urls,
             HERE / "lua" / "post_varied.lua",
             {
                 **lua,
@@ -316,7 +424,7 @@ def _service_round(
     if _selected(args, "check nip+workspace, API key, 8 connections"):
         results["check nip+workspace, API key, 8 connections"] = run_wrk(
             wrk,
-            service.url,
+            service.urls,
             varied,
             {**lua, **key, "BENCH_PATHS": str(files / "employee.txt")},
             connections=8,
@@ -328,14 +436,14 @@ def _service_round(
     write_env = {
         **lua,
         "BENCH_WORKSPACES": str(files / "workspaces.txt"),
-        "BENCH_THREADS": "1",
+        "BENCH_THREADS": str(len(service.urls)),  # one wrk thread per instance
         "BENCH_T0": str(base + 29 * 86400),
         "BENCH_REQUESTER": token[requester],
         "BENCH_HEAD": token[seeded.heads["BENCH-U000"]],
     }
     mix = run_wrk(
         wrk,
-        service.url,
+        service.urls,
         HERE / "lua" / "write_mix.lua",
         write_env,
         connections=min(8, args.connections),
@@ -482,7 +590,7 @@ def bench_backend(
     # The warm-up books windows from day 1, the measured run from day 30: no clashes; each
     # round books 60 days later than the one before.
     t0 = int((datetime.now(UTC) + timedelta(days=1)).timestamp()) // 1800 * 1800
-    service: Server | None = None
+    service: Instances | None = None
     try:
         for round_number in range(args.rounds):
             print(f"   round {round_number + 1} of {args.rounds}", flush=True)
@@ -524,7 +632,7 @@ def bench_backend(
                     service.stop()
                 if args.against:
                     asyncio.run(_stamp(url, tree))
-                service = Server("app.main:app", env, app_dir=tree, workers=args.workers)
+                service = Instances(env, tree, workers=args.workers, count=args.instances)
                 base = t0 + (round_number * len(trees) + index) * 60 * 86400
                 measured = _service_round(
                     service, args, wrk, files, scenarios, lua, key, token, requester, seeded, base
@@ -579,6 +687,13 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="uvicorn workers of the service (not the ceiling)"
     )
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="instances of the service on the one database, the load split between them "
+        "(PostgreSQL; more than one: none pinned)",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny and quick, for CI")
     parser.add_argument(
         "--only", nargs="+", default=[], help="only the scenarios whose label holds one of these"
@@ -601,6 +716,7 @@ def main() -> None:
         "seconds": args.duration,
         "rounds": args.rounds,
         "workers": args.workers,
+        "instances": args.instances,
         "backends": {},
     }
     for backend, shape in itertools.product(args.backends, args.shapes):
@@ -622,7 +738,8 @@ def main() -> None:
             )
     if not args.smoke:
         stamp = report["when"][:19].replace(":", "")
-        out = HERE / "results" / f"{stamp}-{args.permits}-w{args.workers}.json"
+        scale = f"w{args.workers}" + (f"-i{args.instances}" if args.instances > 1 else "")
+        out = HERE / "results" / f"{stamp}-{args.permits}-{scale}.json"
         out.parent.mkdir(exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
         print(f"written to {out}")

@@ -2,7 +2,8 @@
 -- Each thread has its own workspaces and walks forward through 30-minute windows,
 -- so approvals never conflict.
 -- env: BENCH_LUA, BENCH_WORKSPACES (file, one code per line), BENCH_T0 (epoch seconds),
---      BENCH_REQUESTER, BENCH_HEAD (bearer tokens), BENCH_THREADS
+--      BENCH_REQUESTER, BENCH_HEAD (bearer tokens), BENCH_THREADS (of every wrk at once),
+--      BENCH_TID_OFFSET (optional: this wrk's first thread among them)
 package.path = package.path .. ";" .. os.getenv("BENCH_LUA") .. "/?.lua"
 local common = require("common")
 local workspaces = common.lines(os.getenv("BENCH_WORKSPACES"))
@@ -13,7 +14,7 @@ local head = "Bearer " .. os.getenv("BENCH_HEAD")
 local attestations = '{"no_uniform_misuse":true,"no_confidential_information":true,'
   .. '"no_disparagement":true,"no_demeaning_content":true,'
   .. '"no_sara_hoax_or_negative_content":true,"political_neutrality":true}'
-local created = 0
+local created = tonumber(os.getenv("BENCH_TID_OFFSET") or "0")
 
 function setup(thread)
   created = created + 1
