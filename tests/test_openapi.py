@@ -331,7 +331,9 @@ def _agrees(pattern: str, service_accepts: Any, value: str) -> None:
 def _accepts(check: Any) -> Any:
     def accepts(value: str) -> bool:
         try:
-            check(value)
+            result = check(value)
+            if asyncio.iscoroutine(result):  # a dependency (`async def`, awaiting nothing)
+                asyncio.run(result)
         except (ValueError, AppError):  # a pydantic check's error, or the service's 422
             return False
         return True
