@@ -146,10 +146,10 @@ def candidates(form: Form, *, kept: bool) -> str:
         "AND q.ends_at <= :at ORDER BY q.ends_at DESC LIMIT 1"
     )
     covering = LIVE if kept else 1
-    # Ranked by id first, from the index alone on PostgreSQL (migration 0008); then only the
-    # rows picked are read. The condition on `starts_at` is written `NOT …`: as a range, it
-    # could lead SQLite to the workspace's (workspace_code, starts_at) index, every
-    # requester's permits, instead of the pair's.
+    # The ids of the best covering permits first, ranked from the index alone on PostgreSQL
+    # (migration 0008); then only their rows are read. The condition on `starts_at` is
+    # written `NOT …`: as a range, it could lead SQLite to the workspace's (workspace_code,
+    # starts_at) index, every requester's permits, instead of the pair's.
     best_covering = (
         f"SELECT c.id FROM permits AS c WHERE {pair_c} AND c.ends_at > :at "  # noqa: S608
         f"AND NOT c.starts_at > :at ORDER BY {covering_order('c')} LIMIT {covering}"
