@@ -55,7 +55,7 @@ from app.permits.approvers import (
 )
 from app.permits.lifecycle import effective_status_sql
 from app.permits.vocabulary import channel_key
-from app.rawdb import RawReader, Statement
+from app.rawdb import PostgresReader, RawReader, Statement
 
 LIVE = 20
 """Permits covering the instant read at most where readings are kept, best first: a reading
@@ -135,9 +135,12 @@ def _part(where: str, order: str, limit: int) -> str:
     )
 
 
-def candidates(form: Form, *, kept: bool) -> str:
+def candidates(form: Form, *, kept: bool, in_index: bool) -> str:
     """The pair's permits `rules.evaluate` may pick at `:at` and `:now` (module docstring);
-    with `kept`, every permit covering `:at` (up to `LIVE`), not only the best."""
+    with `kept`, every permit covering `:at` (up to `LIVE`), not only the best. With
+    `in_index` (PostgreSQL: the pair's index holds what ranks them, migration 0008), the
+    covering permits are ranked from the index alone and only those picked are read;
+    without (SQLite has no INCLUDE), from their rows, which a second read would repeat."""
     pair, pair_q, pair_c = (_PAIR[form].format(t=t) for t in ("p", "q", "c"))
     # The end of the last approval by `at` first, then its ties by id: both follow the
     # index, where one ORDER BY of both would sort every approval of the pair's history.
@@ -146,17 +149,22 @@ def candidates(form: Form, *, kept: bool) -> str:
         "AND q.ends_at <= :at ORDER BY q.ends_at DESC LIMIT 1"
     )
     covering = LIVE if kept else 1
-    # The ids of the best covering permits first, ranked from the index alone on PostgreSQL
-    # (migration 0008); then only their rows are read. The condition on `starts_at` is
-    # written `NOT …`: as a range, it could lead SQLite to the workspace's (workspace_code,
-    # starts_at) index, every requester's permits, instead of the pair's.
-    best_covering = (
-        f"SELECT c.id FROM permits AS c WHERE {pair_c} AND c.ends_at > :at "  # noqa: S608
-        f"AND NOT c.starts_at > :at ORDER BY {covering_order('c')} LIMIT {covering}"
-    )
+    # The condition on `starts_at` is written `NOT …`: as a range, it could lead SQLite to
+    # the workspace's (workspace_code, starts_at) index, every requester's permits, instead
+    # of the pair's.
+    if in_index:
+        best_covering = (
+            f"SELECT c.id FROM permits AS c WHERE {pair_c} AND c.ends_at > :at "  # noqa: S608
+            f"AND NOT c.starts_at > :at ORDER BY {covering_order('c')} LIMIT {covering}"
+        )
+        covering_part = _part(f"p.id IN ({best_covering})", "p.id", covering)
+    else:
+        covering_part = _part(
+            f"{pair} AND p.ends_at > :at AND NOT p.starts_at > :at", covering_order("p"), covering
+        )
     parts = [
         # docs/RULES.md#check-ranking (1): the best permit covering `at` (kept: all of them).
-        _part(f"p.id IN ({best_covering})", "p.id", covering),
+        covering_part,
         # (2): the next approved permit to start, and the last approved one to end.
         _part(
             # The pair's approvals by start (a partial index): its first entry after `at`.
@@ -189,9 +197,9 @@ def kept_until(form: Form) -> str:
 _CALLER_MAY_DECIDE = may_decide(":caller", ":now")
 
 
-def statement(form: Form, *, kept: bool = False) -> str:
+def statement(form: Form, *, kept: bool = False, in_index: bool = False) -> str:
     """The statement of a form; built only from the constants above, values are parameters.
-    `kept`: the reading a `Kept` holds (module docstring)."""
+    `kept`: the reading a `Kept` holds (module docstring); `in_index`: see `candidates`."""
     if form == "employee":
         subject = "e.active AS employee_active, w.code IS NOT NULL AS workspace_known"
         subject_joins = (
@@ -211,7 +219,7 @@ def statement(form: Form, *, kept: bool = False) -> str:
         f"{subject_joins}"
         "LEFT JOIN api_keys AS k ON k.id = :key_id "
         "LEFT JOIN employees AS c ON c.nip = :caller "
-        f"LEFT JOIN ({candidates(form, kept=kept)}) AS p ON 1 = 1"
+        f"LEFT JOIN ({candidates(form, kept=kept, in_index=in_index)}) AS p ON 1 = 1"
     )
 
 
@@ -339,8 +347,9 @@ class CheckReader:
         # False (or a database that cannot say what was committed): every check reads.
         self._keep = keep and raw.version() is not None
         # The three deciding rows; where readings are kept, the reading a `Kept` holds.
+        in_index = isinstance(raw, PostgresReader)  # its index holds the ranking (0008)
         self._statements = {
-            form: Statement(statement(form, kept=self._keep), PARAMETERS)
+            form: Statement(statement(form, kept=self._keep, in_index=in_index), PARAMETERS)
             for form in ("employee", "channel")
         }
         self._kept: dict[tuple[Pair, str | None, str | None], Kept] = {}
