@@ -220,54 +220,7 @@ def run_wrk(
     time per request of the server and of the database during the measured run. Several
     URLs (instances): one wrk per URL at once, the connections split between them, the
     rates and counts summed, the latencies the worst of them."""
-    if isinstance(url, list) and len(url) > 1:
-        return _run_wrks(
-            wrk,
-            url,
-            script,
-            env,
-            connections=connections,
-            seconds=seconds,
-            warm_env=warm_env,
-            watch=watch,
-        )
-    if isinstance(url, list):
-        url = url[0]
-    base = [wrk, "-t1", f"-c{connections}", "--latency", "-s", str(script), url]
-    warm = pinned(1, [*base[:1], f"-d{max(1, int(seconds // 3))}s", *base[1:]])
-    subprocess.run(
-        warm, env={**os.environ, **env, **(warm_env or {})}, capture_output=True, check=True
-    )
-    measured = pinned(1, [*base[:1], f"-d{int(seconds)}s", *base[1:]])
-    before = watch.read() if watch else {}
-    output = subprocess.run(
-        measured, env={**os.environ, **env}, capture_output=True, text=True, check=True
-    ).stdout
-    result = parse_wrk(output)
-    if watch and result["requests"]:
-        _cpu_per_request(result, before, watch.read())
-    return result
-
-
-def _cpu_per_request(
-    result: dict[str, float], before: dict[str, float], after: dict[str, float]
-) -> None:
-    for part in ("server", "database"):
-        spent = after[part] - before[part]
-        result[f"{part}_cpu_us_per_request"] = round(spent / result["requests"] * 1e6, 1)
-
-
-def _run_wrks(
-    wrk: str,
-    urls: list[str],
-    script: Path,
-    env: dict[str, str],
-    *,
-    connections: int,
-    seconds: float,
-    warm_env: dict[str, str] | None,
-    watch: CpuWatch | None,
-) -> dict[str, float]:
+    urls = [url] if isinstance(url, str) else url
     each = max(1, connections // len(urls))
 
     def together(duration: int, more: dict[str, str] | None = None) -> list[str]:
@@ -283,7 +236,7 @@ def _run_wrks(
                         "--latency",
                         "-s",
                         f"{script}",
-                        url,
+                        address,
                     ],
                 ),
                 # The write mix's threads: each wrk books its own share of the workspaces.
@@ -291,7 +244,7 @@ def _run_wrks(
                 stdout=subprocess.PIPE,
                 text=True,
             )
-            for n, url in enumerate(urls)
+            for n, address in enumerate(urls)
         ]
         outputs = [run.communicate()[0] for run in runs]
         if any(run.returncode for run in runs):
@@ -309,7 +262,10 @@ def _run_wrks(
         "p99_ms": max(p["p99_ms"] for p in parts),
     }
     if watch and result["requests"]:
-        _cpu_per_request(result, before, watch.read())
+        after = watch.read()
+        for part in ("server", "database"):
+            spent = after[part] - before[part]
+            result[f"{part}_cpu_us_per_request"] = round(spent / result["requests"] * 1e6, 1)
     return result
 
 

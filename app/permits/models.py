@@ -16,6 +16,12 @@ COVERING_INCLUDE = ("starts_at", "status", "id")
 now, from `status` and `starts_at`; then `starts_at`, `id`), held in the pair's index on
 PostgreSQL (migration 0008) so the check ranks them without reading the table."""
 
+CHECK_PAIRS = (
+    ("requester_workspace", ("requester_nip", "workspace_code")),
+    ("channel", ("platform", "channel_key")),
+)
+"""The check's two forms of pair (app/authorizations/reader.py), as its indexes name them."""
+
 
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
@@ -42,10 +48,7 @@ class Permit(Base):
                 "ends_at",
                 postgresql_include=list(COVERING_INCLUDE),
             )
-            for name, pair in (
-                ("requester_workspace", ("requester_nip", "workspace_code")),
-                ("channel", ("platform", "channel_key")),
-            )
+            for name, pair in CHECK_PAIRS
         ),
         # Its next approval to start after an instant: the first entry of a range.
         *(
@@ -56,10 +59,7 @@ class Permit(Base):
                 postgresql_where=text("status = 'approved'"),
                 sqlite_where=text("status = 'approved'"),
             )
-            for name, pair in (
-                ("requester_workspace", ("requester_nip", "workspace_code")),
-                ("channel", ("platform", "channel_key")),
-            )
+            for name, pair in CHECK_PAIRS
         ),
         Index("ix_permits_workspace_starts_at", "workspace_code", "starts_at"),
         Index("ix_permits_unit_status", "unit_code", "status"),
