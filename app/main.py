@@ -201,8 +201,10 @@ def create_app(
     app.state.settings = settings
     install_error_handlers(app)
     _serve_problems_as_problem_json(app)
-    # Added innermost first: request context wraps CORS, which wraps the rate limit, which
-    # wraps the fast paths of the check and of a permit read (app/fastpath.py).
+    # Added innermost first: request context wraps the fast paths of the check and of a
+    # permit read (app/fastpath.py), which wrap CORS, which wraps the rate limit. The fast
+    # paths pass CORS requests on, and admit their callers against the rate limit and put
+    # its headers on their answers themselves: a request they answer crosses one layer.
     app.state.check_fast_path = FastPathCount()
     app.state.permit_fast_path = FastPathCount()
     app.state.rate_limits = RateLimits(
@@ -213,8 +215,6 @@ def create_app(
         clock=clock,
     )
     limits = app.state.rate_limits
-    app.add_middleware(PermitFastPath, count=app.state.permit_fast_path, limits=limits)
-    app.add_middleware(CheckFastPath, count=app.state.check_fast_path, limits=limits)
     app.add_middleware(RateLimitMiddleware, limits=limits)
     if settings.cors_origins:
         app.add_middleware(
@@ -241,6 +241,8 @@ def create_app(
             ],
             max_age=600,
         )
+    app.add_middleware(PermitFastPath, count=app.state.permit_fast_path, limits=limits)
+    app.add_middleware(CheckFastPath, count=app.state.check_fast_path, limits=limits)
     app.state.metrics = Metrics()
     app.add_middleware(
         RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics

@@ -173,6 +173,13 @@ def _spend(scope: Scope, budget: Budget, key: str, cost: int = 1) -> None:
         raise RateLimited(spent)
 
 
+def spent_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The RateLimit headers of the budget the request spent, for its response (none when
+    it spent none). The fast paths, in front of this layer, put them on their answers."""
+    spent: Spent | None = scope.get("state", {}).get(_SPENT)
+    return [] if spent is None else spent.headers()
+
+
 def is_public(path: str) -> bool:
     """Whether a path is public, and so limited by its address' public budget."""
     if path.startswith("/api/"):
@@ -205,12 +212,9 @@ class RateLimitMiddleware:
 
         async def send_with_limits(message: Message) -> None:
             if message["type"] == "http.response.start":
-                spent: Spent | None = scope.get("state", {}).get(_SPENT)
-                if spent is not None:
-                    message = {
-                        **message,
-                        "headers": [*message.get("headers", []), *spent.headers()],
-                    }
+                spent = spent_headers(scope)
+                if spent:
+                    message = {**message, "headers": [*message.get("headers", []), *spent]}
             await send(message)
 
         await self.app(scope, receive, send_with_limits)

@@ -66,6 +66,9 @@ async def test_the_fast_path_and_the_route_agree_on_every_reason(
             assert fast.headers["content-type"] == routed.headers["content-type"]
             assert "x-request-id" in fast.headers
             assert "ratelimit-remaining" in fast.headers
+            # Every header the route's layers put on its answer, the fast path's has too.
+            assert set(fast.headers) == set(routed.headers)
+            assert fast.headers["ratelimit-limit"] == routed.headers["ratelimit-limit"]
             reasons.add(fast.json()["reason"])
     expected = {"approved", "not_started", "ended", "pending", "denied", "revoked", "expired"}
     expected |= {"no_permit", "unknown_workspace", "unknown_employee"}

@@ -97,6 +97,7 @@ async def test_the_fast_path_and_the_route_agree_in_every_state(
                 assert fast.headers.get(name) == routed.headers.get(name), (who, name)
             assert "x-request-id" in fast.headers
             assert "ratelimit-remaining" in fast.headers
+            assert set(fast.headers) == set(routed.headers), who
             statuses.add(fast.json()["status"])
     assert statuses == {"pending", "approved", "denied", "cancelled", "revoked", "expired"}
 

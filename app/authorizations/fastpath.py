@@ -13,14 +13,15 @@ a CORS request — goes on to the FastAPI route, which owns validation and every
 route would give, sooner; it never refuses anything itself, except that a database
 it cannot reach gets the same 503 problem the route would give.
 
-The outer layers (request id, security headers, access log, rate limit) still
-apply: this layer sits inside them, just outside FastAPI's routing.
+The request-context layer (request id, security headers, access log) still applies,
+and so does the rate limit, which this layer applies itself (`app.fastpath`).
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
+from functools import lru_cache
 from urllib.parse import parse_qsl
 
 from pydantic import TypeAdapter, ValidationError
@@ -117,9 +118,17 @@ class Credential:
         except Unauthenticated:
             return False
         scopes = reading.key_scopes
-        if isinstance(scopes, str):  # JSON text on SQLite
-            scopes = json.loads(scopes)
+        if isinstance(scopes, str):  # JSON text, as both databases send it
+            return _text_grants_check(scopes)
         return isinstance(scopes, list) and grants(scopes, "check")
+
+
+@lru_cache(maxsize=1024)
+def _text_grants_check(scopes: str) -> bool:
+    """Whether scopes written as JSON text grant the check (a key's scopes are few and
+    rarely change: each text is parsed once)."""
+    parsed = json.loads(scopes)
+    return isinstance(parsed, list) and grants(parsed, "check")
 
 
 async def _credential(scope: Scope) -> Credential | None:
@@ -169,6 +178,6 @@ class CheckFastPath(FastPath):
             await app_error_response(exc, CHECK_PATH)(scope, no_receive, send)
             return True
         body = service.body(verdict, checked_at, scope["app"].state.metrics)
-        await send_json(send, body, [_NO_STORE])
+        await send_json(scope, send, body, [_NO_STORE])
         self.count.answered += 1
         return True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from app.authorizations.reader import Candidate, CheckReader, Form, Reading
@@ -71,6 +72,11 @@ async def answer(
     return disclose(verdict, caller)
 
 
+_permit_time = lru_cache(maxsize=4096)(format_instant)
+"""`format_instant` of a permit's start or end: the same few permits answer most checks, and
+their instants are written once (an instant's text is its value's alone; 1 µs a time)."""
+
+
 def _permit_json(row: Candidate) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -78,8 +84,8 @@ def _permit_json(row: Candidate) -> dict[str, Any]:
         "workspace_code": row.workspace_code,
         "platform": row.platform,
         "channel": row.channel,
-        "starts_at": format_instant(row.starts_at),
-        "ends_at": format_instant(row.ends_at),
+        "starts_at": _permit_time(row.starts_at),
+        "ends_at": _permit_time(row.ends_at),
     }
 
 

@@ -86,6 +86,6 @@ class PermitFastPath(FastPath):
             if body[name] is not None:
                 body[name] = format_instant(body[name])
         etag = f'"{permit.fields["version"]}"'.encode()
-        await send_json(send, body, [(b"etag", etag)])
+        await send_json(scope, send, body, [(b"etag", etag)])
         self.count.answered += 1
         return True
