@@ -7,7 +7,9 @@ drives the scenario, on a database seeded as `bench/run.py` seeds it:
     .venv/bin/python bench/profile.py --backend postgresql --scenario check --shape crowded
     .venv/bin/python bench/profile.py --backend postgresql --scenario write
 
-Writes `bench/results/flame-<scenario>-<backend>-<shape>.svg` (open it in a browser).
+Writes `bench/results/flame-<scenario>-<backend>-<shape>.svg` (open it in a browser);
+`--format raw`, the folded stacks (`.txt`); `--format summary`, the folded stacks and, for
+the check, where its samples went (`CHECK_PARTS`: bench/README.md's profile tables).
 """
 
 from __future__ import annotations
@@ -51,7 +53,10 @@ def main() -> None:
     parser.add_argument("--shape", choices=SHAPES, default="spread", help="as bench/run.py seeds")
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument(
-        "--format", choices=["flamegraph", "raw"], default="flamegraph", help="raw: folded stacks"
+        "--format",
+        choices=["flamegraph", "raw", "summary"],
+        default="flamegraph",
+        help="raw: folded stacks; summary: raw, and the check's samples by part",
     )
     args = parser.parse_args()
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
@@ -111,6 +116,7 @@ def main() -> None:
         }
         connections = 8
     suffix = "svg" if args.format == "flamegraph" else "txt"
+    py_spy_format = "raw" if args.format == "summary" else args.format
     out = HERE / "results" / f"flame-{args.scenario}-{args.backend}-{args.shape}.{suffix}"
     service = Server("app.main:app", env)
     try:
@@ -128,7 +134,7 @@ def main() -> None:
             [
                 *(py_spy, "record", "--pid", str(service.process.pid)),
                 *("--duration", str(args.seconds), "--rate", "250"),
-                *("--format", args.format, "-o", str(out)),
+                *("--format", py_spy_format, "-o", str(out)),
             ],
             check=True,
         )
@@ -138,6 +144,46 @@ def main() -> None:
         asyncio.run(drop(dropper))
         shutil.rmtree(folder, ignore_errors=True)
     print(f"written to {out}")
+    if args.format == "summary":
+        for part, share in summarize(out).items():
+            print(f"{share:6.1%}  {part}")
+
+
+CHECK_PARTS: list[tuple[str, tuple[str, ...]]] = [
+    ("writing the response: JSON encoding, the layers' send wrappers, uvicorn", ("send_json ",)),
+    ("the answer's body: the verdict as data, instants formatted", ("body (app/authorizations",)),
+    (
+        "reading: the statement's trip (app/rawdb.py, asyncpg) and its rows",
+        ("CheckReader.read", "PostgresReader.", "SqliteReader.", "_reading (", "asyncpg"),
+    ),
+    ("the credential: the key hashed and judged", ("_credential (", "Credential.accepted_by")),
+    ("the query parsed", ("Query.parse",)),
+    ("the verdict: ranking and disclosure", ("answer (app/authorizations/service.py",)),
+]
+"""The check's parts, in this order: a sample counts for the first whose frames its stack
+holds. What is left counts for our layers when its innermost frame is theirs."""
+OUR_LAYERS = "our layers' own work: request id, rate limit, metrics, the fast path's own lines"
+OURS = ("app/middleware.py", "app/ratelimit.py", "app/metrics.py", "app/requestctx.py")
+OURS += ("app/fastpath.py", "app/authorizations/fastpath.py", "prometheus_client")
+THE_REST = "uvicorn, the event loop, Starlette's and FastAPI's layers, the rest"
+
+
+def summarize(folded: Path) -> dict[str, float]:
+    """The share of a check profile's samples (py-spy's folded stacks) in each part."""
+    counts = dict.fromkeys([*(part for part, _ in CHECK_PARTS), OUR_LAYERS, THE_REST], 0)
+    for line in folded.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        counts[_part_of(stack)] += int(samples)
+    total = sum(counts.values()) or 1
+    return {part: count / total for part, count in counts.items()}
+
+
+def _part_of(stack: str) -> str:
+    for part, frames in CHECK_PARTS:
+        if any(frame in stack for frame in frames):
+            return part
+    innermost = stack.rsplit(";", 1)[-1]
+    return OUR_LAYERS if any(name in innermost for name in OURS) else THE_REST
 
 
 if __name__ == "__main__":
