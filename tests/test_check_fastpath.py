@@ -16,10 +16,12 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from hypothesis import given
 from hypothesis import strategies as st
 
 from app.authorizations.fastpath import Query, query_pairs
+from app.fastpath import json_body
 from tests.permits_support import (
     Office,
     api_key,
@@ -198,3 +200,17 @@ def test_which_queries_the_fast_path_takes(
 def test_the_fast_path_reads_a_query_as_the_route_does(query: str) -> None:
     """Its shortcut for queries with nothing to decode gives what Starlette's parse gives."""
     assert query_pairs(query) == parse_qsl(query, keep_blank_values=True)
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(_JSON_VALUES)
+def test_the_fast_paths_write_json_as_the_routes_do(content: object) -> None:
+    """The fast paths' encoder gives the bytes of the routes' `JSONResponse`, whatever
+    the text (control characters, line separators, astral characters, quotes)."""
+    assert json_body(content) == JSONResponse(content).body

@@ -32,6 +32,7 @@ from app.audit.models import AuditEvent
 from app.config import Settings
 from app.logs import configure_logging
 from app.main import create_app
+from app.rawdb import trips_at_once
 from app.requestctx import new_request_id
 from tests.conftest import PG_ADMIN_DSN
 from tests.support import ADMIN_NIP, Org, Tokens, assert_problem, make_code, serving
@@ -498,3 +499,14 @@ async def test_every_endpoint_and_dependency_runs_on_the_event_loop(app: FastAPI
         }
     )
     assert sync == []
+
+
+@pytest.mark.parametrize(
+    ("pool_size", "cores", "trips"),
+    [(10, 2, 2), (10, 16, 5), (1, 8, 1), (10, None, 1), (3, 4, 1), (40, 8, 8)],
+)
+def test_a_hot_statements_trips_at_once_follow_the_pool_and_the_cores(
+    pool_size: int, cores: int | None, trips: int
+) -> None:
+    """Half the pool, at least one, at most the cores (`app.rawdb.trips_at_once`)."""
+    assert trips_at_once(pool_size, cores) == trips
