@@ -4,10 +4,11 @@ Two reads are answered below FastAPI when the request is the common, well-formed
 kind: the check (`app.authorizations.fastpath`) and a permit read
 (`app.permits.fastpath`). Each answers only the case that succeeds and passes
 everything else to its FastAPI route, which owns validation and every error. They
-sit just inside the request-context layer (request id, security headers, access log),
-in front of CORS (they pass CORS requests on) and of the rate-limit layer: they admit
-their callers against the rate limit themselves (`FastPath.admitted`) and put its
-headers on their answers (`send_json`), so an answer crosses one layer, not three.
+sit inside the request-context layer (request id, security headers, access log) and
+CORS, in front of the rate-limit layer: they admit their callers against the rate
+limit themselves (`FastPath.admitted`) and put its headers on what they send
+(`send_json`, `send_problem`), so an answer of theirs passes one `send` wrapper of ours
+(the request context's) instead of two.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth import credentials
-from app.errors import AppError
+from app.errors import AppError, app_error_response
 from app.metrics import ROUTE_TEMPLATE
 from app.ratelimit import RateLimited, RateLimits, spent_headers
 
@@ -117,11 +118,17 @@ async def _verified(
 JSON_TYPE = (b"content-type", b"application/json")
 
 
+_AS_JSON_DUMPS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+"""What `json.dumps` cannot write, orjson refuses too (TypeError), rather than writing an
+instant or a dataclass in a format of its own: the fast paths format their instants."""
+
+
 def json_body(content: Any) -> bytes:
     """`content` as JSON, the bytes Starlette's JSONResponse writes (`json.dumps(…,
-    ensure_ascii=False, separators=(",", ":"))`) for the strings, booleans, integers,
-    nulls, lists and objects the fast paths answer with; orjson, several times faster."""
-    return orjson.dumps(content)
+    ensure_ascii=False, separators=(",", ":"))`) for what the fast paths answer with:
+    strings, booleans, 64-bit integers, nulls, lists, and objects with string keys (no
+    floats); orjson, several times faster."""
+    return orjson.dumps(content, option=_AS_JSON_DUMPS)
 
 
 async def send_json(
@@ -138,6 +145,14 @@ async def send_json(
     ]
     await send({"type": "http.response.start", "status": 200, "headers": start_headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_problem(scope: Scope, send: Send, error: AppError, instance: str) -> None:
+    """`error` as the route's problem response, with the RateLimit headers of the budget
+    the request spent, as `RateLimitMiddleware` puts them on the route's."""
+    response = app_error_response(error, instance)
+    response.raw_headers.extend(spent_headers(scope))
+    await response(scope, no_receive, send)
 
 
 async def no_receive() -> Any:

@@ -201,10 +201,11 @@ def create_app(
     app.state.settings = settings
     install_error_handlers(app)
     _serve_problems_as_problem_json(app)
-    # Added innermost first: request context wraps the fast paths of the check and of a
-    # permit read (app/fastpath.py), which wrap CORS, which wraps the rate limit. The fast
-    # paths pass CORS requests on, and admit their callers against the rate limit and put
-    # its headers on their answers themselves: a request they answer crosses one layer.
+    # Added innermost first: request context wraps CORS (when configured), which wraps the
+    # fast paths of the check and of a permit read (app/fastpath.py), which wrap the rate
+    # limit. The fast paths admit their callers against the rate limit and put its headers
+    # on their answers themselves, so an answer of theirs passes one `send` wrapper of ours
+    # (the request context's) instead of two.
     app.state.check_fast_path = FastPathCount()
     app.state.permit_fast_path = FastPathCount()
     app.state.rate_limits = RateLimits(
@@ -216,6 +217,8 @@ def create_app(
     )
     limits = app.state.rate_limits
     app.add_middleware(RateLimitMiddleware, limits=limits)
+    app.add_middleware(PermitFastPath, count=app.state.permit_fast_path, limits=limits)
+    app.add_middleware(CheckFastPath, count=app.state.check_fast_path, limits=limits)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -241,8 +244,6 @@ def create_app(
             ],
             max_age=600,
         )
-    app.add_middleware(PermitFastPath, count=app.state.permit_fast_path, limits=limits)
-    app.add_middleware(CheckFastPath, count=app.state.check_fast_path, limits=limits)
     app.state.metrics = Metrics()
     app.add_middleware(
         RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics

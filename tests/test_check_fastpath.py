@@ -21,7 +21,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.authorizations.fastpath import Query, query_pairs
+from app.config import Settings
 from app.fastpath import json_body
+from app.main import create_app
 from tests.permits_support import (
     Office,
     api_key,
@@ -29,7 +31,7 @@ from tests.permits_support import (
     office_with_every_status,
     without_clock,
 )
-from tests.support import Org, assert_problem
+from tests.support import Org, Tokens, assert_problem, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -75,6 +77,25 @@ async def test_the_fast_path_and_the_route_agree_on_every_reason(
     expected = {"approved", "not_started", "ended", "pending", "denied", "revoked", "expired"}
     expected |= {"no_permit", "unknown_workspace", "unknown_employee"}
     assert expected <= reasons, reasons
+
+
+async def test_with_cors_configured_the_fast_path_answers_as_the_route_does(
+    settings: Settings, tokens: Tokens
+) -> None:
+    """CORS puts `Vary: Origin` on every answer when origins are configured: the fast
+    path's answers pass through it as the route's do."""
+    application = create_app(settings.model_copy(update={"cors_origins": ["https://x.example"]}))
+    async with serving(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            org = Org(http, tokens)
+            office = await Office.create(org)
+            key = {"X-API-Key": await api_key(http, org, ["check"])}
+            params = {"nip": office.staff["nip"], "workspace_code": office.workspace["code"]}
+            fast, routed = await _both(application, http, key, params)
+    assert fast.status_code == routed.status_code == 200, (fast.text, routed.text)
+    assert fast.headers["vary"] == routed.headers["vary"] == "Origin"
+    assert set(fast.headers) == set(routed.headers)
 
 
 async def test_an_inactive_requester_is_refused_by_both(

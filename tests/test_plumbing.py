@@ -503,10 +503,11 @@ async def test_every_endpoint_and_dependency_runs_on_the_event_loop(app: FastAPI
 
 @pytest.mark.parametrize(
     ("pool_size", "cores", "trips"),
-    [(10, 2, 2), (10, 16, 5), (1, 8, 1), (10, None, 1), (3, 4, 1), (40, 8, 8)],
+    [(10, 2, 2), (10, 1, 2), (10, 16, 5), (1, 8, 1), (10, None, 5), (3, 4, 1), (40, 8, 8)],
 )
 def test_a_hot_statements_trips_at_once_follow_the_pool_and_the_cores(
     pool_size: int, cores: int | None, trips: int
 ) -> None:
-    """Half the pool, at least one, at most the cores (`app.rawdb.trips_at_once`)."""
+    """Half the pool, at least one; at most the cores, but two where the pool allows
+    (`app.rawdb.trips_at_once`)."""
     assert trips_at_once(pool_size, cores) == trips

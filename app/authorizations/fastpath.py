@@ -13,8 +13,8 @@ a CORS request — goes on to the FastAPI route, which owns validation and every
 route would give, sooner; it never refuses anything itself, except that a database
 it cannot reach gets the same 503 problem the route would give.
 
-The request-context layer (request id, security headers, access log) still applies,
-and so does the rate limit, which this layer applies itself (`app.fastpath`).
+The request-context layer (request id, security headers, access log) and CORS still
+apply, and so does the rate limit, which this layer applies itself (`app.fastpath`).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from app.auth.credentials import (
 from app.authorizations import service
 from app.authorizations.reader import CheckReader, Form, Pair, Reading
 from app.authorizations.service import Caller
-from app.errors import AppError, Unauthenticated, app_error_response
-from app.fastpath import FastPath, no_receive, send_json, verified_credential
+from app.errors import AppError, Unauthenticated
+from app.fastpath import FastPath, send_json, send_problem, verified_credential
 from app.permits.vocabulary import PLATFORMS
 from app.timeutil import InstantIn, utcnow
 
@@ -117,16 +117,13 @@ class Credential:
             judge_api_key(self.secret, reading.key_secret_sha256, reading.key_revoked)
         except Unauthenticated:
             return False
-        scopes = reading.key_scopes
-        if isinstance(scopes, str):  # JSON text, as both databases send it
-            return _text_grants_check(scopes)
-        return isinstance(scopes, list) and grants(scopes, "check")
+        return reading.key_scopes is not None and _text_grants_check(reading.key_scopes)
 
 
 @lru_cache(maxsize=1024)
 def _text_grants_check(scopes: str) -> bool:
-    """Whether scopes written as JSON text grant the check (a key's scopes are few and
-    rarely change: each text is parsed once)."""
+    """Whether a key's scopes, as the database sends them (JSON text), grant the check
+    (a key's scopes are few and rarely change: each text is parsed once)."""
     parsed = json.loads(scopes)
     return isinstance(parsed, list) and grants(parsed, "check")
 
@@ -175,7 +172,7 @@ class CheckFastPath(FastPath):
                 )
             verdict = await service.answer(reader, query.pair.form, reading, at, checked_at, caller)
         except AppError as exc:  # the database is unavailable: the route would say the same
-            await app_error_response(exc, CHECK_PATH)(scope, no_receive, send)
+            await send_problem(scope, send, exc, CHECK_PATH)
             return True
         body = service.body(verdict, checked_at, scope["app"].state.metrics)
         await send_json(scope, send, body, [_NO_STORE])

@@ -253,7 +253,7 @@ class Reading(NamedTuple):
 
     key_secret_sha256: str | None  # None: no such key (or none asked about)
     key_revoked: bool
-    key_scopes: str | list[str] | None  # JSON text on SQLite, parsed by the caller
+    key_scopes: str | None  # JSON text (as both databases send it), parsed by the caller
     caller_active: bool | None  # None: the token names no employee (or none asked about)
     caller_is_admin: bool
     caller_is_auditor: bool

@@ -16,13 +16,13 @@ from __future__ import annotations
 from starlette.types import Scope, Send
 
 from app.auth.credentials import caller_name, judge_employee
-from app.errors import AppError, Unauthenticated, app_error_response
+from app.errors import AppError, Unauthenticated
 from app.fastpath import (
     FastPath,
     bearer_nip,
     credential_headers,
-    no_receive,
     send_json,
+    send_problem,
 )
 from app.permits.approvers import approvers_of
 from app.permits.lifecycle import effective_status
@@ -69,7 +69,7 @@ class PermitFastPath(FastPath):
         try:
             reading = await reader.read(permit_id, caller=nip, at=now)
         except AppError as exc:  # the database is unavailable: the route would say the same
-            await app_error_response(exc, scope["path"])(scope, no_receive, send)
+            await send_problem(scope, send, exc, scope["path"])
             return True
         caller, permit = reading.caller, reading.permit
         try:  # the route's own rule for the caller (docs/RULES.md#credentials)
