@@ -24,13 +24,15 @@ import pytest
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from app.audit.models import AuditEvent
 from app.config import Settings
-from app.logs import configure_logging
+from app.logs import _formatter, configure_logging
 from app.main import create_app
 from app.rawdb import trips_at_once
 from app.requestctx import new_request_id
@@ -463,6 +465,17 @@ async def test_json_logs_are_one_object_a_line_with_the_request_id(
 
 def test_the_default_log_format_is_text() -> None:
     assert Settings(_env_file=None).log_format == "text"  # type: ignore[call-arg]
+
+
+@given(st.floats(min_value=0, max_value=4e9, allow_nan=False))
+def test_the_text_logs_time_is_loggings_own(created: float) -> None:
+    """The text format writes its time once a second (`app.logs`), as `logging` would."""
+    mine = _formatter("text")
+    theirs = logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+    record = logging.LogRecord("app.access", logging.INFO, __file__, 1, "GET / 200", None, None)
+    record.created, record.msecs, record.request_id = created, (created % 1) * 1000, "r"
+    assert mine.format(record) == theirs.format(record)
+    assert mine.format(record) == theirs.format(record)  # the second time, from memory
 
 
 def _routes(routes: list[Any]) -> Iterator[APIRoute]:
