@@ -71,6 +71,7 @@ class Server:
         workers: int = 1,
         *,
         pin: bool = True,
+        log: Path | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -91,7 +92,11 @@ class Server:
         ]
         # One worker has CPU 0 to itself; more (or more instances) share the machine.
         started = pinned(0, command) if workers == 1 and pin else command
-        self.process = subprocess.Popen(started, env={**os.environ, **env}, cwd=PROJECT)
+        # Its log lines (the access log with `--log-level INFO`) to a file, as in production.
+        self.log = None if log is None else log.open("a")
+        self.process = subprocess.Popen(
+            started, env={**os.environ, **env}, cwd=PROJECT, stderr=self.log
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and self.process.poll() is None:
             try:
@@ -104,6 +109,8 @@ class Server:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=10)
+        if self.log is not None:
+            self.log.close()
 
 
 class Instances:
@@ -112,13 +119,26 @@ class Instances:
     split evenly between them (`run_wrk` with several URLs)."""
 
     def __init__(
-        self, env: dict[str, str], app_dir: Path, *, workers: int = 1, count: int = 1
+        self,
+        env: dict[str, str],
+        app_dir: Path,
+        *,
+        workers: int = 1,
+        count: int = 1,
+        log: Path | None = None,
     ) -> None:
         self.servers: list[Server] = []
         try:
             for _ in range(count):
                 self.servers.append(
-                    Server("app.main:app", env, app_dir=app_dir, workers=workers, pin=count == 1)
+                    Server(
+                        "app.main:app",
+                        env,
+                        app_dir=app_dir,
+                        workers=workers,
+                        pin=count == 1,
+                        log=log,
+                    )
                 )
         except BaseException:
             self.stop()
@@ -437,12 +457,13 @@ def _selected(args: argparse.Namespace, label: str) -> bool:
     return not args.only or any(word in label for word in args.only)
 
 
-def server_env(url: str, folder: Path) -> dict[str, str]:
-    """The environment of a benchmarked server: local-mode auth, no rate limit in the way."""
+def server_env(url: str, folder: Path, log_level: str = "WARNING") -> dict[str, str]:
+    """The environment of a benchmarked server: local-mode auth, no rate limit in the way,
+    and no access log unless `log_level` is INFO (the service's default)."""
     return {
         "DATABASE_URL": url,
         "DATA_DIR": str(folder / "data"),
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": log_level,
         "RATE_LIMIT_PER_MINUTE": "1000000",
         "RATE_LIMIT_CHECK_PER_MINUTE": "10000000",
         "RATE_LIMIT_PUBLIC_PER_MINUTE": "1000000",
@@ -473,7 +494,7 @@ def bench_backend(
 ) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix=f"izs-bench-{backend}-"))
     url, seeded, dropper = asyncio.run(prepare(backend, folder, args.permits, shape))
-    env = server_env(url, folder)
+    env = server_env(url, folder, args.log_level)
     settings = load_settings(_env_file=None, data_dir=folder / "data", database_url=url)
     signer = load_or_create_signer(settings.data_dir)
     token = {
@@ -588,7 +609,13 @@ def bench_backend(
                     service.stop()
                 if args.against:
                     asyncio.run(_stamp(url, tree))
-                service = Instances(env, tree, workers=args.workers, count=args.instances)
+                service = Instances(
+                    env,
+                    tree,
+                    workers=args.workers,
+                    count=args.instances,
+                    log=folder / "service.log",
+                )
                 base = t0 + (round_number * len(trees) + index) * 60 * 86400
                 measured = _service_round(
                     service, args, wrk, files, scenarios, lua, key, token, requester, seeded, base
@@ -650,6 +677,13 @@ def main() -> None:
         help="instances of the service on the one database, the load split between them "
         "(PostgreSQL; more than one: none pinned)",
     )
+    parser.add_argument(
+        "--log-level",
+        choices=["WARNING", "INFO"],
+        default="WARNING",
+        help="the service's LOG_LEVEL: INFO (its default) writes an access-log line a request, "
+        "to a file in the run's folder",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny and quick, for CI")
     parser.add_argument(
         "--only", nargs="+", default=[], help="only the scenarios whose label holds one of these"
@@ -673,6 +707,7 @@ def main() -> None:
         "rounds": args.rounds,
         "workers": args.workers,
         "instances": args.instances,
+        "log_level": args.log_level,
         "backends": {},
     }
     for backend, shape in itertools.product(args.backends, args.shapes):
@@ -695,6 +730,7 @@ def main() -> None:
     if not args.smoke:
         stamp = report["when"][:19].replace(":", "")
         scale = f"w{args.workers}" + (f"-i{args.instances}" if args.instances > 1 else "")
+        scale += "-info" if args.log_level == "INFO" else ""
         out = HERE / "results" / f"{stamp}-{args.permits}-{scale}.json"
         out.parent.mkdir(exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
