@@ -206,7 +206,7 @@ class RateLimitMiddleware:
                 self.limits.public_request(scope)
             except RateLimited as exc:
                 response = app_error_response(exc, path)
-                response.raw_headers.extend(scope["state"][_SPENT].headers())
+                response.raw_headers.extend(spent_headers(scope))
                 await response(scope, receive, send)
                 return
 

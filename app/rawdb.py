@@ -111,8 +111,7 @@ def trips_at_once(pool_size: int, cores: int | None) -> int:
     round trip; fewer, larger ones carry as many reads (up to `MOST_PER_TRIP` a trip),
     and a process runs out of its own CPU long before two trips of a hundred reads run
     out of room (bench/README.md, "third round": trips of 5 → 2 on two cores)."""
-    most = pool_size // 2 if cores is None else max(2, cores)
-    return max(1, min(pool_size // 2, most))
+    return max(1, min(pool_size // 2, max(2, cores or pool_size)))
 
 
 MOST_PER_TRIP = 100
