@@ -14,11 +14,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth.credentials import caller_kind
 from app.errors import problem_response
+from app.logs import ACCESS_LOG, log_access
 from app.metrics import Metrics, route_template
 from app.ratelimit import CALLER
 from app.requestctx import new_request_id, set_request_id
 
-log = logging.getLogger("app.access")
 error_log = logging.getLogger("app.errors")
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -175,24 +175,15 @@ class RequestContextMiddleware:
         """The request's line in the access log and its count in `/metrics`."""
         seconds = time.perf_counter() - started
         self.metrics.request(scope, status, seconds)
-        if not log.isEnabledFor(logging.INFO):
+        if not ACCESS_LOG.isEnabledFor(logging.INFO):
             return
-        duration_ms = round(seconds * 1000, 1)
-        path = logged_path(scope["path"])
-        log.info(
-            "%s %s %d %.1fms",
+        log_access(
             scope["method"],
-            path,
+            logged_path(scope["path"]),
+            route_template(scope),
             status,
-            duration_ms,
-            extra={  # fields of their own in LOG_FORMAT=json
-                "method": scope["method"],
-                "path": path,
-                "route": route_template(scope),
-                "status": status,
-                "duration_ms": duration_ms,
-                "principal": caller_kind(scope.get("state", {}).get(CALLER)),
-            },
+            round(seconds * 1000, 1),
+            caller_kind(scope.get("state", {}).get(CALLER)),
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import inspect
+import io
 import json
 import logging
 import multiprocessing
@@ -32,10 +33,16 @@ from sqlalchemy.orm import Session
 
 from app.audit.models import AuditEvent
 from app.config import Settings
-from app.logs import _formatter, configure_logging
+from app.logs import (
+    ACCESS_LOG,
+    ServiceHandler,
+    _formatter,
+    configure_logging,
+    log_access,
+)
 from app.main import create_app
 from app.rawdb import trips_at_once
-from app.requestctx import new_request_id
+from app.requestctx import new_request_id, set_request_id
 from tests.conftest import PG_ADMIN_DSN
 from tests.support import ADMIN_NIP, Org, Tokens, assert_problem, make_code, serving
 
@@ -409,27 +416,44 @@ async def test_what_start_up_made_is_kept_out_of_full_collections_while_serving(
     assert gc.get_freeze_count() == 0  # handed back to the collector
 
 
+@contextmanager
+def handlers_of_root(keep_others: bool) -> Iterator[None]:
+    """Pytest puts handlers of its own on the root logger; without them the service's
+    handler is the only one, as when the service runs, and writes access lines itself."""
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    if not keep_others:
+        root.handlers = [h for h in saved if isinstance(h, ServiceHandler)]
+    try:
+        yield
+    finally:
+        root.handlers = saved
+
+
+@pytest.mark.parametrize("through_logging", [False, True], ids=["direct", "through-logging"])
 async def test_json_logs_are_one_object_a_line_with_the_request_id(
-    settings: Settings, tokens: Tokens, capsys: pytest.CaptureFixture[str]
+    settings: Settings, tokens: Tokens, capsys: pytest.CaptureFixture[str], through_logging: bool
 ) -> None:
     """LOG_FORMAT=json (docs/RULES.md#logs): every line a JSON object with its level,
     logger, time and request id; the access log's with route, status, duration and the
-    kind of caller."""
+    kind of caller — written by the service's handler itself, or through `logging` when
+    another handler listens too."""
     application = create_app(
         settings.model_copy(update={"log_format": "json", "log_level": "INFO"})
     )
     try:
-        async with serving(application):
-            transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-                answer = await http.get("/healthz", headers={"X-Request-ID": "log-check-1"})
-                unit = await http.get(
-                    "/api/v1/units/NOPE",
-                    headers={**tokens.auth(ADMIN_NIP), "X-Request-ID": "log-check-2"},
-                )
-                person = await http.get(
-                    f"/api/v1/employees/{ADMIN_NIP}", headers=tokens.auth(ADMIN_NIP)
-                )
+        with handlers_of_root(keep_others=through_logging):
+            async with serving(application):
+                transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                    answer = await http.get("/healthz", headers={"X-Request-ID": "log-check-1"})
+                    unit = await http.get(
+                        "/api/v1/units/NOPE",
+                        headers={**tokens.auth(ADMIN_NIP), "X-Request-ID": "log-check-2"},
+                    )
+                    person = await http.get(
+                        f"/api/v1/employees/{ADMIN_NIP}", headers=tokens.auth(ADMIN_NIP)
+                    )
         assert (answer.status_code, unit.status_code, person.status_code) == (200, 404, 200)
         lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         records = [json.loads(line) for line in lines]  # every line parses
@@ -461,6 +485,75 @@ async def test_json_logs_are_one_object_a_line_with_the_request_id(
         assert read["duration_ms"] >= 0
     finally:
         configure_logging(settings.log_level)  # the text format for the tests that follow
+
+
+_ACCESS_FIELDS = st.fixed_dictionaries(
+    {
+        "method": st.sampled_from(["GET", "POST", "PATCH", "DELETE"]),
+        "path": st.text(min_size=1),
+        "route": st.text(),
+        "status": st.integers(100, 599),
+        "duration_ms": st.floats(0, 1e6).map(lambda ms: round(ms, 1)),
+        "principal": st.sampled_from(["employee", "api_key", "anonymous"]),
+    }
+)
+
+
+@given(
+    log_format=st.sampled_from(["text", "json"]),
+    created=st.floats(min_value=0, max_value=4e9, allow_nan=False),
+    request_id=st.text(),
+    message=st.text(),
+    fields=_ACCESS_FIELDS,
+)
+def test_an_access_line_is_the_formatters_own(
+    log_format: str, created: float, request_id: str, message: str, fields: dict[str, Any]
+) -> None:
+    """The access line the service's handler writes itself (`app.logs`) is, byte for byte,
+    what its formatter (logging's text, python-json-logger's JSON) writes for the record."""
+    handler = ServiceHandler(log_format)
+    record = logging.LogRecord(ACCESS_LOG.name, logging.INFO, __file__, 1, message, None, None)
+    record.__dict__.update(fields)  # as `extra=` does
+    record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
+    record.request_id = request_id
+    assert handler.access_line(created, request_id, message, fields) == handler.format(record)
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_log_access_writes_the_same_line_either_way(log_format: str) -> None:
+    """`log_access` writes the line itself where the service's handler is the only one,
+    and through `logging` where another listens: the same line, but for its time."""
+    handler = ServiceHandler(log_format)
+    root = logging.getLogger()
+    saved, level = list(root.handlers), ACCESS_LOG.level
+    lines: list[str] = []
+    try:
+        ACCESS_LOG.setLevel(logging.INFO)
+        set_request_id("line-check")
+        for others in ([], [logging.NullHandler()]):
+            handler.stream = io.StringIO()
+            root.handlers = [handler, *others]
+            log_access("POST", "/api/v1/x", "/api/v1/x", 201, 12.5, "api_key")
+            lines.append(handler.stream.getvalue())
+    finally:
+        root.handlers = saved
+        ACCESS_LOG.setLevel(level)
+    direct, through = lines
+    assert direct.count("\n") == through.count("\n") == 1
+    assert direct.endswith("\n")
+    if log_format == "json":
+        direct_line, through_line = json.loads(direct), json.loads(through)
+        assert direct_line.pop("time").endswith("+00:00")
+        assert through_line.pop("time").endswith("+00:00")
+        assert list(direct_line.items()) == list(through_line.items())
+        assert direct_line["message"] == "POST /api/v1/x 201 12.5ms"
+    else:
+        when = len("2026-12-06 12:00:00,000")
+        assert (
+            direct[when:]
+            == through[when:]
+            == " INFO app.access [line-check] POST /api/v1/x 201 12.5ms\n"
+        )
 
 
 def test_the_default_log_format_is_text() -> None:
