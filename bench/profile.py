@@ -58,6 +58,12 @@ def main() -> None:
         default="flamegraph",
         help="raw: folded stacks; summary: raw, and the check's samples by part",
     )
+    parser.add_argument(
+        "--log-level",
+        choices=["WARNING", "INFO"],
+        default="WARNING",
+        help="the service's LOG_LEVEL, as bench/run.py's (INFO: the access log, to a file)",
+    )
     args = parser.parse_args()
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if py_spy is None:
@@ -65,7 +71,7 @@ def main() -> None:
     wrk = ensure_wrk()
     folder = Path(tempfile.mkdtemp(prefix="izs-profile-"))
     url, seeded, dropper = asyncio.run(prepare(args.backend, folder, args.permits, args.shape))
-    env = server_env(url, folder)
+    env = server_env(url, folder, args.log_level)
     lua = HERE / "lua"
     wrk_env = {**os.environ, "BENCH_LUA": str(lua)}
     settings = load_settings(_env_file=None, data_dir=folder / "data", database_url=url)
@@ -118,7 +124,7 @@ def main() -> None:
     suffix = "svg" if args.format == "flamegraph" else "txt"
     py_spy_format = "raw" if args.format == "summary" else args.format
     out = HERE / "results" / f"flame-{args.scenario}-{args.backend}-{args.shape}.{suffix}"
-    service = Server("app.main:app", env)
+    service = Server("app.main:app", env, log=folder / "service.log")
     try:
         if args.scenario == "verify":
             admin = signer.mint(settings, seeded.admin, minutes=60)
@@ -158,6 +164,7 @@ CHECK_PARTS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("the credential: the key hashed and judged", ("_credential (", "Credential.accepted_by")),
     ("the query parsed", ("Query.parse",)),
+    ("the access log's line (LOG_LEVEL=INFO)", ("log_access (",)),
     ("the verdict: ranking and disclosure", ("answer (app/authorizations/service.py",)),
 ]
 """The check's parts, in this order: a sample counts for the first whose frames its stack

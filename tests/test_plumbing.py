@@ -7,6 +7,7 @@ request id; no stack trace or SQL reaches a client.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import inspect
 import io
@@ -569,6 +570,48 @@ def test_the_text_logs_time_is_loggings_own(created: float) -> None:
     record.created, record.msecs, record.request_id = created, (created % 1) * 1000, "r"
     assert mine.format(record) == theirs.format(record)
     assert mine.format(record) == theirs.format(record)  # the second time, from memory
+
+
+class _Writes(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+async def test_the_access_lines_of_a_loop_turn_go_out_in_one_write_and_in_order() -> None:
+    """On the event loop the access lines of one turn are written together at its end; a
+    record of any other logger written before then goes out after them, in order."""
+    handler = ServiceHandler("text")
+    handler.stream = stream = _Writes()
+    root = logging.getLogger()
+    saved, level = list(root.handlers), ACCESS_LOG.level
+    try:
+        root.handlers = [handler]
+        ACCESS_LOG.setLevel(logging.INFO)
+        for status in (200, 201, 204):
+            log_access("GET", "/x", "/x", status, 1.0, "anonymous")
+        assert stream.writes == []  # not yet: the turn goes on
+        await asyncio.sleep(0)  # the next turn: the callback the first line scheduled ran
+        assert len(stream.writes) == 1
+        assert [line.split()[-2] for line in stream.getvalue().splitlines()] == [
+            "200",
+            "201",
+            "204",
+        ]
+        log_access("GET", "/x", "/x", 404, 1.0, "anonymous")
+        logging.getLogger("app.elsewhere").warning("after the 404's line")
+        lines = stream.getvalue().splitlines()
+        assert lines[-2].endswith("GET /x 404 1.0ms")
+        assert lines[-1].endswith("after the 404's line")
+        await asyncio.sleep(0)
+        assert len(stream.getvalue().splitlines()) == 5  # nothing written twice
+    finally:
+        root.handlers = saved
+        ACCESS_LOG.setLevel(level)
 
 
 def _routes(routes: list[Any]) -> Iterator[APIRoute]:
