@@ -9,8 +9,9 @@ hot path, thousands a second: where the service's handler is the only one a line
 reach, it writes the line to that handler's stream itself, the same bytes the handler's
 formatter would (tested byte for byte, `tests/test_plumbing.py`), without a
 `LogRecord`, its filters and its formatter, and the lines of one turn of the event loop
-in one write (bench/README.md "With the access log on"). Anywhere else (another handler on the root logger, one on
-`app.access`) the line goes through `logging`, as every other line does.
+in one write (bench/README.md "With the access log on"). Anywhere else (another handler
+on the root logger, one on `app.access`) the line goes through `logging`, as every
+other line does.
 """
 
 from __future__ import annotations
