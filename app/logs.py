@@ -103,8 +103,8 @@ class ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def write_line(self, line: str) -> None:
         """Out with the lines of the event loop's turn: one write for all of them, at the
         turn's end (a write a line was a third of the access log's cost); at once where
-        no loop runs. Any other record, a flush and the handler's close write them first,
-        so lines keep their order."""
+        no loop runs. Any other record, a flush (`logging.shutdown` at exit makes one)
+        and the handler's close write them first, so lines keep their order."""
         self._pending.append(line)
         if len(self._pending) == 1:  # the first of this turn's
             try:
@@ -126,6 +126,10 @@ class ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def flush(self) -> None:
         self.write_pending()
         super().flush()
+
+    def close(self) -> None:
+        self.write_pending()
+        super().close()
 
 
 def _sole_handler() -> ServiceHandler | None:

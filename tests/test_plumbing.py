@@ -609,6 +609,12 @@ async def test_the_access_lines_of_a_loop_turn_go_out_in_one_write_and_in_order(
         assert lines[-1].endswith("after the 404's line")
         await asyncio.sleep(0)
         assert len(stream.getvalue().splitlines()) == 5  # nothing written twice
+        log_access("GET", "/x", "/x", 500, 1.0, "anonymous")
+        handler.flush()  # as `logging.shutdown` at exit
+        assert stream.getvalue().splitlines()[-1].endswith("GET /x 500 1.0ms")
+        log_access("GET", "/x", "/x", 503, 1.0, "anonymous")
+        handler.close()
+        assert stream.getvalue().splitlines()[-1].endswith("GET /x 503 1.0ms")
     finally:
         root.handlers = saved
         ACCESS_LOG.setLevel(level)
