@@ -10,14 +10,16 @@ reach, it writes the line to that handler's stream itself, the same bytes the ha
 formatter would (tested byte for byte, `tests/test_plumbing.py`), without a
 `LogRecord`, its filters and its formatter, and the lines of one turn of the event loop
 in one write (bench/README.md "With the access log on"). Anywhere else (another handler
-on the root logger, one on `app.access`) the line goes through `logging`, as every
-other line does.
+a line would reach, a record factory of another: `_sole_handler`) the line goes through
+`logging`, as every other line does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import select
 import sys
 import time
 from datetime import UTC, datetime
@@ -82,6 +84,8 @@ class ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(sys.stderr)
         self.log_format = log_format
         self._pending: list[str] = []
+        self._pending_size = 0
+        self._scheduled_on: asyncio.AbstractEventLoop | None = None
         self.addFilter(RequestIdFilter())
         self.setFormatter(_formatter(log_format))
 
@@ -103,24 +107,44 @@ class ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def write_line(self, line: str) -> None:
         """Out with the lines of the event loop's turn: one write for all of them, at the
         turn's end (a write a line was a third of the access log's cost); at once where
-        no loop runs. Any other record, a flush (`logging.shutdown` at exit makes one)
-        and the handler's close write them first, so lines keep their order."""
-        self._pending.append(line)
-        if len(self._pending) == 1:  # the first of this turn's
+        no loop runs. A write holds at most `PIPE_BUF` bytes (a longer line goes alone),
+        so the workers' writes to one pipe never interleave inside a line. Any other
+        record of this handler, a flush (`logging.shutdown` at exit makes one) and its
+        close write them first, so its lines keep their order."""
+        size = len(line) + 1 if line.isascii() else len(line.encode()) + 1
+        with self.lock:  # type: ignore[union-attr]
+            if self._pending_size + size > select.PIPE_BUF:
+                self.write_pending()
+            self._pending.append(line)
+            self._pending_size += size
             try:
-                asyncio.get_running_loop().call_soon(self.write_pending)
+                loop = asyncio.get_running_loop()
             except RuntimeError:
                 self.write_pending()
+                return
+            if self._scheduled_on is not loop:  # the first of this turn's (on this loop)
+                self._scheduled_on = loop
+                loop.call_soon(self._write_at_turns_end)
 
     def write_pending(self) -> None:
         with self.lock:  # type: ignore[union-attr]
-            lines, self._pending = self._pending, []
+            lines, self._pending, self._pending_size = self._pending, [], 0
+            self._scheduled_on = None
             if lines:
                 self.stream.write(self.terminator.join(lines) + self.terminator)
                 self.stream.flush()
 
+    def _write_at_turns_end(self) -> None:
+        try:
+            self.write_pending()
+        except Exception:  # as `emit` would: reported, never raised into the loop
+            self.handleError(logging.makeLogRecord({"name": ACCESS_LOG.name, "msg": "lines"}))
+
     def emit(self, record: logging.LogRecord) -> None:
-        self.write_pending()
+        try:
+            self.write_pending()
+        except Exception:  # as `StreamHandler.emit` does for its own line
+            self.handleError(record)
         super().emit(record)
 
     def flush(self) -> None:
@@ -133,14 +157,25 @@ class ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def _sole_handler() -> ServiceHandler | None:
-    """The service's handler when it is the only place an access line would go."""
+    """The service's handler when it is the only place an access line would go, written
+    as `logging` would: no handler on `app.access` or `app`, both propagating, no filter
+    on `app.access`, no record factory of another (OpenTelemetry's adds fields), the
+    service's own filter and formatter."""
+    logger: logging.Logger | None = ACCESS_LOG
+    while logger is not None and logger is not logging.root:
+        if logger.handlers or not logger.propagate:
+            return None
+        logger = logger.parent
     handlers = logging.root.handlers
-    if len(handlers) != 1 or ACCESS_LOG.handlers or not ACCESS_LOG.propagate:
+    if len(handlers) != 1 or ACCESS_LOG.filters:
         return None
     handler = handlers[0]
     if type(handler) is not ServiceHandler or len(handler.filters) != 1:
         return None
-    if handler.level > logging.INFO or ACCESS_LOG.filters:
+    expected = OrjsonFormatter if handler.log_format == "json" else _TextFormatter
+    if handler.level > logging.INFO or type(handler.formatter) is not expected:
+        return None
+    if logging.getLogRecordFactory() is not logging.LogRecord:
         return None
     return handler
 
@@ -162,8 +197,9 @@ def log_access(
     handler = _sole_handler()
     if handler is not None:
         try:
-            line = handler.access_line(time.time(), current_request_id() or "-", message, fields)
-            handler.write_line(line)
+            with handler.lock:  # type: ignore[union-attr]
+                when, request_id = time.time(), current_request_id() or "-"
+                handler.write_line(handler.access_line(when, request_id, message, fields))
             return
         except Exception:  # noqa: S110 - logging's own path reports what failed
             pass
@@ -180,6 +216,8 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     root = logging.getLogger()
     for existing in list(root.handlers):
         if isinstance(existing, ServiceHandler):
+            with contextlib.suppress(OSError, ValueError):  # a stream closed meanwhile
+                existing.flush()  # its pending access lines, before the new handler's
             root.removeHandler(existing)
     root.addHandler(ServiceHandler(log_format))
     root.setLevel(level)

@@ -26,11 +26,19 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _NIP_IN_PATH = re.compile(r"(?<![0-9])[0-9]{14}([0-9]{4})(?![0-9])")
 
 
-@lru_cache(maxsize=1024)  # the same few paths, request after request: 1.4 µs → 0.1
 def logged_path(path: str) -> str:
     """The path as the access log writes it: a NIP in it (`/api/v1/employees/{nip}`) shown
-    by its last 4 digits only, as the credential's hint would (a NIP is personal data)."""
+    by its last 4 digits only, as the credential's hint would (a NIP is personal data).
+    The same few paths come request after request: remembered (1.4 µs → 0.1), but for
+    long ones (a 414's)."""
+    return _logged_path(path) if len(path) <= 256 else _masked(path)
+
+
+def _masked(path: str) -> str:
     return _NIP_IN_PATH.sub(r"…\1", path)
+
+
+_logged_path = lru_cache(maxsize=1024)(_masked)
 
 
 MAX_PATH_LENGTH = 2048

@@ -13,10 +13,12 @@ import inspect
 import io
 import json
 import logging
+import logging.handlers
 import multiprocessing
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from select import PIPE_BUF
 from typing import Any
 
 import anyio
@@ -511,7 +513,9 @@ def test_an_access_line_is_the_formatters_own(
     log_format: str, created: float, request_id: str, message: str, fields: dict[str, Any]
 ) -> None:
     """The access line the service's handler writes itself (`app.logs`) is, byte for byte,
-    what its formatter (logging's text, python-json-logger's JSON) writes for the record."""
+    what its formatter (logging's text, python-json-logger's JSON) writes for the record.
+    The record's `msecs` as Python 3.11's and 3.12's `LogRecord` work it out (the
+    project's Python: Dockerfile, CI)."""
     handler = ServiceHandler(log_format)
     record = logging.LogRecord(ACCESS_LOG.name, logging.INFO, __file__, 1, message, None, None)
     record.__dict__.update(fields)  # as `extra=` does
@@ -618,6 +622,68 @@ async def test_the_access_lines_of_a_loop_turn_go_out_in_one_write_and_in_order(
     finally:
         root.handlers = saved
         ACCESS_LOG.setLevel(level)
+
+
+async def test_a_turns_access_lines_go_out_in_writes_a_pipe_keeps_whole() -> None:
+    """Workers share one standard error: a write holds at most PIPE_BUF bytes, so no
+    other process's write lands inside a line; every line comes out, in order."""
+    handler = ServiceHandler("json")
+    handler.stream = stream = _Writes()
+    root = logging.getLogger()
+    saved, level = list(root.handlers), ACCESS_LOG.level
+    try:
+        root.handlers = [handler]
+        ACCESS_LOG.setLevel(logging.INFO)
+        for n in range(200):
+            log_access("GET", f"/api/v1/permits/{n}/é", "/api/v1/permits/{id}", 200, 1.0, "x")
+        await asyncio.sleep(0)
+    finally:
+        root.handlers = saved
+        ACCESS_LOG.setLevel(level)
+    assert len(stream.writes) > 1
+    assert all(len(w.encode()) <= PIPE_BUF and w.endswith("\n") for w in stream.writes)
+    paths = [json.loads(line)["path"] for line in stream.getvalue().splitlines()]
+    assert paths == [f"/api/v1/permits/{n}/é" for n in range(200)]
+
+
+class _Broken(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError
+
+
+def test_a_broken_log_stream_never_reaches_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record's emit that finds pending access lines and a broken stream reports it as
+    `logging` does (`handleError`), never raises into the code that logged."""
+    monkeypatch.setattr(logging, "raiseExceptions", False)  # handleError stays quiet
+    handler = ServiceHandler("text")
+    handler.stream = _Broken()
+    handler._pending.append("a pending line")
+    record = logging.LogRecord("app.errors", logging.ERROR, __file__, 1, "boom", None, None)
+    handler.handle(record)  # does not raise
+    handler._write_at_turns_end()  # nor does the turn's write
+    assert handler._pending == []
+
+
+def test_another_handler_on_the_way_takes_the_access_line_through_logging() -> None:
+    """A handler on `app` (the access log's parent) gets the access lines: written
+    through `logging`, not past it."""
+    handler = ServiceHandler("text")
+    handler.stream = io.StringIO()
+    parent = logging.getLogger("app")
+    theirs = logging.handlers.BufferingHandler(100)
+    root = logging.getLogger()
+    saved, level = list(root.handlers), ACCESS_LOG.level
+    try:
+        root.handlers = [handler]
+        ACCESS_LOG.setLevel(logging.INFO)
+        parent.addHandler(theirs)
+        log_access("GET", "/x", "/x", 200, 1.0, "anonymous")
+    finally:
+        parent.removeHandler(theirs)
+        root.handlers = saved
+        ACCESS_LOG.setLevel(level)
+    assert [r.getMessage() for r in theirs.buffer] == ["GET /x 200 1.0ms"]
+    assert handler.stream.getvalue().endswith("GET /x 200 1.0ms\n")
 
 
 def _routes(routes: list[Any]) -> Iterator[APIRoute]:
