@@ -433,6 +433,20 @@ def handlers_of_root(keep_others: bool) -> Iterator[None]:
         root.handlers = saved
 
 
+@contextmanager
+def access_log_to(*handlers: logging.Handler) -> Iterator[None]:
+    """These handlers, and no other, on the root logger; the access log at INFO."""
+    root = logging.getLogger()
+    saved, level = list(root.handlers), ACCESS_LOG.level
+    root.handlers = list(handlers)
+    ACCESS_LOG.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.handlers = saved
+        ACCESS_LOG.setLevel(level)
+
+
 @pytest.mark.parametrize("through_logging", [False, True], ids=["direct", "through-logging"])
 async def test_json_logs_are_one_object_a_line_with_the_request_id(
     settings: Settings, tokens: Tokens, capsys: pytest.CaptureFixture[str], through_logging: bool
@@ -529,20 +543,13 @@ def test_log_access_writes_the_same_line_either_way(log_format: str) -> None:
     """`log_access` writes the line itself where the service's handler is the only one,
     and through `logging` where another listens: the same line, but for its time."""
     handler = ServiceHandler(log_format)
-    root = logging.getLogger()
-    saved, level = list(root.handlers), ACCESS_LOG.level
     lines: list[str] = []
-    try:
-        ACCESS_LOG.setLevel(logging.INFO)
-        set_request_id("line-check")
-        for others in ([], [logging.NullHandler()]):
-            handler.stream = io.StringIO()
-            root.handlers = [handler, *others]
+    set_request_id("line-check")
+    for others in ([], [logging.NullHandler()]):
+        handler.stream = io.StringIO()
+        with access_log_to(handler, *others):
             log_access("POST", "/api/v1/x", "/api/v1/x", 201, 12.5, "api_key")
-            lines.append(handler.stream.getvalue())
-    finally:
-        root.handlers = saved
-        ACCESS_LOG.setLevel(level)
+        lines.append(handler.stream.getvalue())
     direct, through = lines
     assert direct.count("\n") == through.count("\n") == 1
     assert direct.endswith("\n")
@@ -591,11 +598,7 @@ async def test_the_access_lines_of_a_loop_turn_go_out_in_one_write_and_in_order(
     record of any other logger written before then goes out after them, in order."""
     handler = ServiceHandler("text")
     handler.stream = stream = _Writes()
-    root = logging.getLogger()
-    saved, level = list(root.handlers), ACCESS_LOG.level
-    try:
-        root.handlers = [handler]
-        ACCESS_LOG.setLevel(logging.INFO)
+    with access_log_to(handler):
         for status in (200, 201, 204):
             log_access("GET", "/x", "/x", status, 1.0, "anonymous")
         assert stream.writes == []  # not yet: the turn goes on
@@ -619,9 +622,6 @@ async def test_the_access_lines_of_a_loop_turn_go_out_in_one_write_and_in_order(
         log_access("GET", "/x", "/x", 503, 1.0, "anonymous")
         handler.close()
         assert stream.getvalue().splitlines()[-1].endswith("GET /x 503 1.0ms")
-    finally:
-        root.handlers = saved
-        ACCESS_LOG.setLevel(level)
 
 
 async def test_a_turns_access_lines_go_out_in_writes_a_pipe_keeps_whole() -> None:
@@ -629,17 +629,10 @@ async def test_a_turns_access_lines_go_out_in_writes_a_pipe_keeps_whole() -> Non
     other process's write lands inside a line; every line comes out, in order."""
     handler = ServiceHandler("json")
     handler.stream = stream = _Writes()
-    root = logging.getLogger()
-    saved, level = list(root.handlers), ACCESS_LOG.level
-    try:
-        root.handlers = [handler]
-        ACCESS_LOG.setLevel(logging.INFO)
+    with access_log_to(handler):
         for n in range(200):
             log_access("GET", f"/api/v1/permits/{n}/é", "/api/v1/permits/{id}", 200, 1.0, "x")
         await asyncio.sleep(0)
-    finally:
-        root.handlers = saved
-        ACCESS_LOG.setLevel(level)
     assert len(stream.writes) > 1
     assert all(len(w.encode()) <= PIPE_BUF and w.endswith("\n") for w in stream.writes)
     paths = [json.loads(line)["path"] for line in stream.getvalue().splitlines()]
@@ -671,17 +664,12 @@ def test_another_handler_on_the_way_takes_the_access_line_through_logging() -> N
     handler.stream = io.StringIO()
     parent = logging.getLogger("app")
     theirs = logging.handlers.BufferingHandler(100)
-    root = logging.getLogger()
-    saved, level = list(root.handlers), ACCESS_LOG.level
+    parent.addHandler(theirs)
     try:
-        root.handlers = [handler]
-        ACCESS_LOG.setLevel(logging.INFO)
-        parent.addHandler(theirs)
-        log_access("GET", "/x", "/x", 200, 1.0, "anonymous")
+        with access_log_to(handler):
+            log_access("GET", "/x", "/x", 200, 1.0, "anonymous")
     finally:
         parent.removeHandler(theirs)
-        root.handlers = saved
-        ACCESS_LOG.setLevel(level)
     assert [r.getMessage() for r in theirs.buffer] == ["GET /x 200 1.0ms"]
     assert handler.stream.getvalue().endswith("GET /x 200 1.0ms\n")
 
