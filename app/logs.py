@@ -102,7 +102,13 @@ class ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return orjson.dumps(data).decode()  # the formatter's own call
         formatter: _TextFormatter = self.formatter  # type: ignore[assignment]
         when = formatter.time_text(created, int((created - int(created)) * 1000))  # msecs
-        return f"{when} INFO {ACCESS_LOG.name} [{request_id}] {message}"
+        return formatter.FORMAT % {  # the format's one home; logging's own `%` on it
+            "asctime": when,
+            "levelname": "INFO",
+            "name": ACCESS_LOG.name,
+            "request_id": request_id,
+            "message": message,
+        }
 
     def write_line(self, line: str) -> None:
         """Out with the lines of the event loop's turn: one write for all of them, at the
