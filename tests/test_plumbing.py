@@ -43,7 +43,7 @@ from app.logs import (
     configure_logging,
     log_access,
 )
-from app.main import create_app
+from app.main import YOUNG_COLLECTION_AFTER, create_app
 from app.rawdb import trips_at_once
 from app.requestctx import new_request_id, set_request_id
 from tests.conftest import PG_ADMIN_DSN
@@ -414,9 +414,13 @@ async def test_what_start_up_made_is_kept_out_of_full_collections_while_serving(
 ) -> None:
     application = create_app(settings)
     assert gc.get_freeze_count() == 0
+    before = gc.get_threshold()
     async with application.router.lifespan_context(application):
         assert gc.get_freeze_count() > 10_000  # the application and its libraries
+        # The young generation collected after YOUNG_COLLECTION_AFTER allocations, not 700.
+        assert gc.get_threshold() == (YOUNG_COLLECTION_AFTER, *before[1:])
     assert gc.get_freeze_count() == 0  # handed back to the collector
+    assert gc.get_threshold() == before  # and its thresholds as they were
 
 
 @contextmanager
