@@ -44,6 +44,7 @@ from app.auth.local import load_or_create_signer  # noqa: E402
 from app.config import load_settings  # noqa: E402
 from app.db import Database  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
+from bench.gc_watch import totals as gc_totals  # noqa: E402
 from bench.seed import SHAPES, Seeded, seed  # noqa: E402
 
 PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -72,13 +73,14 @@ class Server:
         *,
         pin: bool = True,
         log: Path | None = None,
+        gc_dir: Path | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [
             sys.executable,
             "-m",
-            "uvicorn",
+            "uvicorn" if gc_dir is None else "bench.gc_watch",  # --gc: its passes timed
             app,
             "--port",
             str(self.port),
@@ -94,8 +96,9 @@ class Server:
         started = pinned(0, command) if workers == 1 and pin else command
         # Its log lines (the access log with `--log-level INFO`) to a file, as in production.
         self.log = None if log is None else log.open("a")
+        watched = {} if gc_dir is None else {"BENCH_GC_DIR": str(gc_dir)}
         self.process = subprocess.Popen(
-            started, env={**os.environ, **env}, cwd=PROJECT, stderr=self.log
+            started, env={**os.environ, **env, **watched}, cwd=PROJECT, stderr=self.log
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and self.process.poll() is None:
@@ -126,7 +129,9 @@ class Instances:
         workers: int = 1,
         count: int = 1,
         log: Path | None = None,
+        gc_dir: Path | None = None,
     ) -> None:
+        self.gc_dir = gc_dir
         self.servers: list[Server] = []
         try:
             for _ in range(count):
@@ -138,6 +143,7 @@ class Instances:
                         workers=workers,
                         pin=count == 1,
                         log=log,
+                        gc_dir=gc_dir,
                     )
                 )
         except BaseException:
@@ -150,6 +156,15 @@ class Instances:
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
+
+
+def _gc_dir(args: argparse.Namespace, folder: Path, tree: int) -> Path | None:
+    """Where a service's collector times go with `--gc`: a folder for each checkout, new
+    for each start (the processes of an earlier round have ended)."""
+    if not args.gc:
+        return None
+    found = Path(tempfile.mkdtemp(prefix=f"gc-{tree}-", dir=folder))
+    return found
 
 
 def ensure_wrk() -> str:
@@ -208,10 +223,12 @@ def _cpu_seconds(pid: int) -> float:
 
 class CpuWatch:
     """CPU time spent by the server under test (with its worker processes; or several
-    servers) and by PostgreSQL's processes, between two readings."""
+    servers) and by PostgreSQL's processes, between two readings; with `gc_dir` (`--gc`),
+    also the time the server's garbage collector took (`bench/gc_watch.py`)."""
 
-    def __init__(self, *server_pids: int) -> None:
+    def __init__(self, *server_pids: int, gc_dir: Path | None = None) -> None:
         self.server_pids = server_pids
+        self.gc_dir = gc_dir
 
     def read(self) -> dict[str, float]:
         processes = _processes()
@@ -219,10 +236,13 @@ class CpuWatch:
         for _ in range(3):  # taskset → uvicorn → its workers
             tree |= {pid for pid, parent, _ in processes if parent in tree}
         database = [pid for pid, _, name in processes if name == "postgres"]
-        return {
+        spent = {
             "server": sum(_cpu_seconds(pid) for pid in tree),
             "database": sum(_cpu_seconds(pid) for pid in database),
         }
+        if self.gc_dir is not None:
+            spent["gc"] = gc_totals(self.gc_dir)["gc_seconds"]
+        return spent
 
 
 def run_wrk(
@@ -283,7 +303,7 @@ def run_wrk(
     }
     if watch and result["requests"]:
         after = watch.read()
-        for part in ("server", "database"):
+        for part in after:
             spent = after[part] - before[part]
             result[f"{part}_cpu_us_per_request"] = round(spent / result["requests"] * 1e6, 1)
     return result
@@ -352,7 +372,7 @@ def _service_round(
     results: dict[str, Any] = {}
     varied = HERE / "lua" / "get_varied.lua"
     selected = [s for s in scenarios if _selected(args, s[0])]
-    watch = CpuWatch(*service.pids)
+    watch = CpuWatch(*service.pids, gc_dir=service.gc_dir)
     for label, paths, credential in selected:
         results[label] = run_wrk(
             wrk,
@@ -615,6 +635,7 @@ def bench_backend(
                     workers=args.workers,
                     count=args.instances,
                     log=folder / "service.log",
+                    gc_dir=_gc_dir(args, folder, index),
                 )
                 base = t0 + (round_number * len(trees) + index) * 60 * 86400
                 measured = _service_round(
@@ -684,6 +705,12 @@ def main() -> None:
         help="the service's LOG_LEVEL: INFO (its default) writes an access-log line a request, "
         "to a file in the run's folder",
     )
+    parser.add_argument(
+        "--gc",
+        action="store_true",
+        help="time the service's garbage collector (bench/gc_watch.py; one worker): its "
+        "microseconds a request follow the CPU figures",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny and quick, for CI")
     parser.add_argument(
         "--only", nargs="+", default=[], help="only the scenarios whose label holds one of these"
@@ -708,6 +735,7 @@ def main() -> None:
         "workers": args.workers,
         "instances": args.instances,
         "log_level": args.log_level,
+        "gc_timed": args.gc,
         "backends": {},
     }
     for backend, shape in itertools.product(args.backends, args.shapes):
@@ -721,6 +749,8 @@ def main() -> None:
         )
         for label, f in results.items():
             cpu = f"{f.get('server_cpu_us_per_request', 0):.0f}, {f.get('database_cpu_us_per_request', 0):.0f}"
+            if "gc_cpu_us_per_request" in f:
+                cpu += f" (GC {f['gc_cpu_us_per_request']:.1f})"
             ratio = f"{f['x_ceiling']:.2f}"
             if "x_insert" in f:
                 ratio += f" ({f['pairs_per_second']:.0f} pairs/s = {f['x_insert']:.2f} x INSERT)"
