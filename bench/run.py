@@ -163,8 +163,7 @@ def _gc_dir(args: argparse.Namespace, folder: Path, tree: int) -> Path | None:
     for each start (the processes of an earlier round have ended)."""
     if not args.gc:
         return None
-    found = Path(tempfile.mkdtemp(prefix=f"gc-{tree}-", dir=folder))
-    return found
+    return Path(tempfile.mkdtemp(prefix=f"gc-{tree}-", dir=folder))
 
 
 def ensure_wrk() -> str:
