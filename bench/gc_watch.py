@@ -20,7 +20,7 @@ from typing import Any
 
 from uvicorn.main import main
 
-GENERATIONS = 3
+GENERATIONS = len(gc.get_threshold())
 seconds = [0.0] * GENERATIONS
 passes = [0] * GENERATIONS
 _started = [0.0]

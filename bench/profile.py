@@ -32,6 +32,7 @@ from app.auth.local import load_or_create_signer  # noqa: E402
 from app.config import load_settings  # noqa: E402
 from bench.run import (  # noqa: E402
     Server,
+    add_log_level,
     drop,
     ensure_wrk,
     prepare,
@@ -58,12 +59,7 @@ def main() -> None:
         default="flamegraph",
         help="raw: folded stacks; summary: raw, and the check's samples by part",
     )
-    parser.add_argument(
-        "--log-level",
-        choices=["WARNING", "INFO"],
-        default="WARNING",
-        help="the service's LOG_LEVEL, as bench/run.py's (INFO: the access log, to a file)",
-    )
+    add_log_level(parser)
     args = parser.parse_args()
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if py_spy is None:

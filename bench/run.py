@@ -166,6 +166,17 @@ def _gc_dir(args: argparse.Namespace, folder: Path, tree: int) -> Path | None:
     return Path(tempfile.mkdtemp(prefix=f"gc-{tree}-", dir=folder))
 
 
+def add_log_level(parser: argparse.ArgumentParser) -> None:
+    """`--log-level`, the service's LOG_LEVEL (`server_env`), for every harness."""
+    parser.add_argument(
+        "--log-level",
+        choices=["WARNING", "INFO"],
+        default="WARNING",
+        help="the service's LOG_LEVEL: INFO (its default) writes an access-log line a request, "
+        "to a file in the run's folder",
+    )
+
+
 def ensure_wrk() -> str:
     found = shutil.which("wrk")
     if found:
@@ -697,13 +708,7 @@ def main() -> None:
         help="instances of the service on the one database, the load split between them "
         "(PostgreSQL; more than one: none pinned)",
     )
-    parser.add_argument(
-        "--log-level",
-        choices=["WARNING", "INFO"],
-        default="WARNING",
-        help="the service's LOG_LEVEL: INFO (its default) writes an access-log line a request, "
-        "to a file in the run's folder",
-    )
+    add_log_level(parser)
     parser.add_argument(
         "--gc",
         action="store_true",
