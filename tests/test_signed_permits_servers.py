@@ -83,7 +83,13 @@ async def _begun_a_minute_ago(database_url: str, permit_id: str) -> None:
 
 
 def _decoded(image: Image.Image) -> list[str]:
-    return [result.text for result in zxingcpp.read_barcodes(image)]
+    """The QR codes in `image`, as a phone's QR scanner reads them. Only QR codes are looked
+    for: a decoder trying every format may find a one-dimensional barcode in the modules'
+    pattern (a screenshot once read as an EAN-13 beside the QR code)."""
+    return [
+        result.text
+        for result in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)
+    ]
 
 
 def _same_permit(decoded: list[str], url: str, keys: Any) -> bool:
