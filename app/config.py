@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -24,6 +25,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.nip import NipError, infer_employment
+from app.permits.vocabulary import LONGEST_WINDOW
 
 LOCAL_ISSUER = "urn:izin-siaran:local"
 LOCAL_AUDIENCE = "izin-siaran"
@@ -46,7 +48,9 @@ class Settings(BaseSettings):
     auth_leeway_seconds: int = Field(default=30, ge=0, le=300)
     auth_jwks_cache_seconds: int = Field(default=300, ge=10, le=86_400)
 
-    policy_max_duration_minutes: int = Field(default=480, ge=1, le=7 * 24 * 60)
+    policy_max_duration_minutes: int = Field(
+        default=480, ge=1, le=LONGEST_WINDOW // timedelta(minutes=1)
+    )
     policy_max_lead_days: int = Field(default=90, ge=1, le=3_650)
     # Reminders and escalation of permits still pending near their start (0: off).
     policy_remind_before_start_minutes: int = Field(default=120, ge=0, le=90 * 24 * 60)

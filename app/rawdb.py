@@ -343,7 +343,7 @@ SQLITE_READ_BUSY_MS = 250
 """WAL readers wait on no writer; this bounds the rare wait on a WAL reset."""
 
 
-def _sqlite_value(value: Any) -> Any:
+def sqlite_value(value: Any) -> Any:
     # As SQLAlchemy stores instants on SQLite (app.db.UTCDateTime): naive UTC text.
     if isinstance(value, datetime):
         return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
@@ -367,7 +367,7 @@ class SqliteReader:
         return cls(database)
 
     async def fetch(self, statement: Statement, parameters: Mapping[str, Any]) -> list[Row]:
-        values = {name: _sqlite_value(value) for name, value in parameters.items()}
+        values = {name: sqlite_value(value) for name, value in parameters.items()}
         try:
             return self._connection.execute(statement.sql, values).fetchall()
         except sqlite3.OperationalError as exc:  # locked past the busy timeout, I/O error

@@ -36,9 +36,15 @@ import asyncpg
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from app.authorizations.reader import CheckReader, Pair, statement  # noqa: E402
+from app.authorizations.reader import CheckReader, Pair, arguments, statement  # noqa: E402
 from app.permits.reader import PermitReader  # noqa: E402
-from app.rawdb import RawReader, Statement, open_raw_reader, positional  # noqa: E402
+from app.rawdb import (  # noqa: E402
+    RawReader,
+    Statement,
+    open_raw_reader,
+    positional,
+    sqlite_value,
+)
 from bench.run import CpuWatch, drop, prepare  # noqa: E402
 from bench.seed import API_KEY_ID, SHAPES, Seeded  # noqa: E402
 
@@ -54,18 +60,13 @@ async def plans(url: str, sample: tuple[str, str, str, str], at: datetime) -> di
         try:
             for form in FORMS:
                 first, second = pairs[form]
-                stamp = at.strftime("%Y-%m-%d %H:%M:%S.%f")
+                values = arguments(
+                    Pair(form, first, second), at, at, key_id=API_KEY_ID, caller=None
+                )  # type: ignore[arg-type]
                 rows = connection.execute(
                     # As the service runs it on SQLite: the reading a kept one holds.
                     f"EXPLAIN QUERY PLAN {statement(form, kept=True)}",  # type: ignore[arg-type]
-                    {
-                        "first": first,
-                        "second": second,
-                        "at": stamp,
-                        "now": stamp,
-                        "key_id": API_KEY_ID,
-                        "caller": None,
-                    },
+                    {name: sqlite_value(value) for name, value in values.items()},
                 ).fetchall()
                 shown[form] = "\n".join(f"{'  ' * _depth(rows, r[1])}{r[3]}" for r in rows)
         finally:
@@ -78,7 +79,7 @@ async def plans(url: str, sample: tuple[str, str, str, str], at: datetime) -> di
         for form in FORMS:
             first, second = pairs[form]
             sql, names = positional(statement(form, in_index=True))  # type: ignore[arg-type]
-            values = {"first": first, "second": second, "at": at, "now": at, "key_id": API_KEY_ID}
+            values = arguments(Pair(form, first, second), at, at, key_id=API_KEY_ID, caller=None)  # type: ignore[arg-type]
             rows = await connection.fetch(
                 f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {sql}",
                 *[values.get(name) for name in names],

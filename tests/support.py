@@ -8,7 +8,8 @@ import hashlib
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -369,6 +370,12 @@ def server_env(
         "LOG_LEVEL": "WARNING",
         **settings,
     }
+
+
+def in_a_thread(work: Callable[[], None]) -> None:
+    """Run `work` (an Alembic command: it runs its own event loop) away from the test's."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(work).result()
 
 
 async def fetch_rows(database_url: str, *statements: str) -> list[list[Any]]:

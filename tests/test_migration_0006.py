@@ -4,8 +4,6 @@ leave the schema as the models declare it (`alembic check` in CI)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import httpx
@@ -16,15 +14,9 @@ from app.migrate import alembic_config, upgrade
 from app.permits.status_list import FILL, SIZE
 from tests.credentials_support import approved
 from tests.permits_support import Office
-from tests.support import Org, fetch_rows
+from tests.support import Org, fetch_rows, in_a_thread
 
 pytestmark = pytest.mark.anyio
-
-
-def _in_a_thread(work: Callable[[], None]) -> None:
-    """Alembic runs its own event loop: away from the test's."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(work).result()
 
 
 async def test_permits_approved_before_0006_get_distinct_entries(
@@ -37,8 +29,8 @@ async def test_permits_approved_before_0006_get_distinct_entries(
     response = await office.act(revoked["id"], "revoke", office.head["nip"], {"reason": "X"})
     assert response.status_code == 200
 
-    _in_a_thread(lambda: command.downgrade(alembic_config(database_url), "0005"))
-    _in_a_thread(lambda: upgrade(database_url))
+    in_a_thread(lambda: command.downgrade(alembic_config(database_url), "0005"))
+    in_a_thread(lambda: upgrade(database_url))
 
     entries, lists = await fetch_rows(
         database_url,

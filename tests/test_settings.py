@@ -8,12 +8,14 @@ pure tests of `app/config.py`; no ambient environment or `.env` leaks in.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from app.config import LOCAL_AUDIENCE, LOCAL_ISSUER, Settings, SettingsError, load_settings
+from app.permits.vocabulary import LONGEST_WINDOW
 
 ADMIN = "198904042014021003"
 OTHER_ADMIN = "198503102010011001"
@@ -216,6 +218,14 @@ def test_keyword_overrides_are_checked_like_the_environment() -> None:
     with pytest.raises(SettingsError, match="POLICY_MAX_DURATION_MINUTES"):
         load_settings(policy_max_duration_minutes=0)
     assert load_settings(policy_max_duration_minutes=60).policy_max_duration_minutes == 60
+
+
+def test_the_policy_allows_no_window_longer_than_the_table_keeps() -> None:
+    """docs/RULES.md#longest-window: the check relies on it (tests/test_longest_window.py)."""
+    longest = LONGEST_WINDOW // timedelta(minutes=1)
+    assert load_settings(policy_max_duration_minutes=longest).policy_max_duration_minutes == longest
+    with pytest.raises(SettingsError, match="POLICY_MAX_DURATION_MINUTES"):
+        load_settings(policy_max_duration_minutes=longest + 1)
 
 
 # --- .env ---------------------------------------------------------------------------

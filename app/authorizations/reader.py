@@ -17,8 +17,11 @@ for the instant `at`, judged at the moment `now`:
 
 The first three are what `rules.evaluate` picks from every permit of the pair, so
 the answer is the same however many permits the pair has. Every part is an index
-range scan over (pair, `ends_at`), so its cost follows the live permits of the
-pair (and, for the last approved, the history since it ended), not all of it.
+range scan over (pair, `ends_at`), or over the pair's approvals by start: the
+covering permits' from `at` to `at` + the longest stored window (`:reach`; no
+window is longer, docs/RULES.md#longest-window), so however many permits the pair
+has still to come, only those ending within a week are read; the last approved
+one's, the history since it ended.
 
 It runs on the hot reads' own connection (`app.rawdb`), so an acknowledged
 revocation is seen by every later check (docs/RULES.md#never-stale).
@@ -54,6 +57,7 @@ from app.permits.approvers import (
     units_of,
 )
 from app.permits.lifecycle import effective_status_sql
+from app.permits.models import STORED_WINDOW_MOST
 from app.permits.vocabulary import channel_key
 from app.rawdb import PostgresReader, RawReader, Statement
 
@@ -122,6 +126,7 @@ PARAMETERS = {
     "first": "text",
     "second": "text",
     "at": "timestamptz",
+    "reach": "timestamptz",
     "now": "timestamptz",
     "key_id": "text",
     "caller": "text",
@@ -149,19 +154,20 @@ def candidates(form: Form, *, kept: bool, in_index: bool) -> str:
         "AND q.ends_at <= :at ORDER BY q.ends_at DESC LIMIT 1"
     )
     covering = LIVE if kept else 1
+    # A permit covering `at` ends after it, and by `:reach` (`at` + the longest stored
+    # window): the range of the pair's index to read, however many permits are to come.
     # The condition on `starts_at` is written `NOT …`: as a range, it could lead SQLite to
     # the workspace's (workspace_code, starts_at) index, every requester's permits, instead
     # of the pair's.
+    covers = "{t}.ends_at > :at AND {t}.ends_at <= :reach AND NOT {t}.starts_at > :at"
     if in_index:
         best_covering = (
-            f"SELECT c.id FROM permits AS c WHERE {pair_c} AND c.ends_at > :at "  # noqa: S608
-            f"AND NOT c.starts_at > :at ORDER BY {covering_order('c')} LIMIT {covering}"
+            f"SELECT c.id FROM permits AS c WHERE {pair_c} AND {covers.format(t='c')} "  # noqa: S608
+            f"ORDER BY {covering_order('c')} LIMIT {covering}"
         )
         covering_part = _part(f"p.id IN ({best_covering})", "p.id", covering)
     else:
-        covering_part = _part(
-            f"{pair} AND p.ends_at > :at AND NOT p.starts_at > :at", covering_order("p"), covering
-        )
+        covering_part = _part(f"{pair} AND {covers.format(t='p')}", covering_order("p"), covering)
     parts = [
         # docs/RULES.md#check-ranking (1): the best permit covering `at` (kept: all of them).
         covering_part,
@@ -221,6 +227,21 @@ def statement(form: Form, *, kept: bool = False, in_index: bool = False) -> str:
         "LEFT JOIN employees AS c ON c.nip = :caller "
         f"LEFT JOIN ({candidates(form, kept=kept, in_index=in_index)}) AS p ON 1 = 1"
     )
+
+
+def arguments(
+    pair: Pair, at: datetime, now: datetime, *, key_id: str | None, caller: str | None
+) -> dict[str, Any]:
+    """The values of a form's statement (`PARAMETERS`) for a check of `pair` at `at`."""
+    return {
+        "first": pair.first,
+        "second": pair.second,
+        "at": at,
+        "reach": at + STORED_WINDOW_MOST,
+        "now": now,
+        "key_id": key_id,
+        "caller": caller,
+    }
 
 
 APPROVERS = Statement(
@@ -366,15 +387,7 @@ class CheckReader:
                 return kept.reading
         self.statements_run += 1
         rows = await self._raw.fetch(
-            self._statements[pair.form],
-            {
-                "first": pair.first,
-                "second": pair.second,
-                "at": at,
-                "now": now,
-                "key_id": key_id,
-                "caller": caller,
-            },
+            self._statements[pair.form], arguments(pair, at, now, key_id=key_id, caller=caller)
         )
         reading = _reading(rows, self._raw.instant)
         if version is not None and version == self._kept_version:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime
-from app.permits.vocabulary import PLATFORMS, PURPOSES, STATUSES
+from app.permits.vocabulary import LONGEST_WINDOW, PLATFORMS, PURPOSES, STATUSES
 
 COVERING_INCLUDE = ("starts_at", "status", "id")
 """What ranks a pair's permits covering an instant (docs/RULES.md#check-ranking: the status
@@ -23,6 +23,23 @@ CHECK_PAIRS = (
 """The check's two forms of pair (app/authorizations/reader.py), as its indexes name them."""
 
 
+SQLITE_SLACK = timedelta(milliseconds=500)
+"""SQLite reckons a window in days as floating point from times to the millisecond
+(`julianday`): its CHECK allows this much over `LONGEST_WINDOW`, so that a window of
+exactly the longest is never refused."""
+
+WINDOW_LENGTH = {
+    "postgresql": f"ends_at - starts_at <= interval '{LONGEST_WINDOW.total_seconds():.0f} seconds'",
+    "sqlite": "(julianday(ends_at) - julianday(starts_at)) * 86400 <= "
+    f"{(LONGEST_WINDOW + SQLITE_SLACK).total_seconds()}",
+}
+"""docs/RULES.md#longest-window as each database's CHECK (`window_length`, migration 0009)."""
+
+STORED_WINDOW_MOST = LONGEST_WINDOW + timedelta(seconds=1)
+"""No stored permit's window is longer (`WINDOW_LENGTH`, SQLite's slack and rounding
+included): a permit covering an instant ends within this of it."""
+
+
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
@@ -34,6 +51,10 @@ class Permit(Base):
         CheckConstraint(_in("purpose", PURPOSES), name="purpose"),
         CheckConstraint(_in("status", STATUSES), name="status"),
         CheckConstraint("ends_at > starts_at", name="window"),
+        *(
+            CheckConstraint(length, name="window_length").ddl_if(dialect=dialect)
+            for dialect, length in WINDOW_LENGTH.items()
+        ),
         # An approved permit has its entry in a status list (docs/RULES.md#status-lists).
         CheckConstraint("status <> 'approved' OR status_idx IS NOT NULL", name="status_entry"),
         Index("uq_permits_status_entry", "status_list", "status_idx", unique=True),
