@@ -507,7 +507,8 @@ async def _stamp(url: str, tree: Path) -> None:
     """Mark the database as at `tree`'s newest migration, so that tree's service starts on it.
 
     For `--against` only, and only sound when the migrations between the two trees change
-    no schema (0004 recomputes channel keys; both trees read the same tables).
+    nothing either tree reads (0004 recomputes channel keys, 0008 the indexes' INCLUDE,
+    0009 adds a CHECK; both trees read the same tables).
     """
     head = ScriptDirectory(str(tree / "migrations")).get_current_head()
     db = Database.connect(url, pool_size=1)
