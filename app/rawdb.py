@@ -170,22 +170,12 @@ class _Together:
         return answers
 
 
-class _Held:
-    """The pool connection a trip holds between its batches of reads, if any."""
-
-    __slots__ = ("connection",)
-
-    def __init__(self) -> None:
-        self.connection: asyncpg.Connection | None = None
-
-
 class PostgresReader:
     """asyncpg on a pool of its own; each read, waits included, bounded by `timeout` seconds.
 
     Each statement has at most `trips` trips to the database at once; a read that
     arrives when they are all taken waits for the next, together with every other
-    read that arrived meanwhile. A trip carries batch after batch on one connection
-    while reads keep coming and no other trip waits for a connection.
+    read that arrived meanwhile.
     """
 
     def __init__(self, pool: asyncpg.Pool, timeout: float, *, trips: int) -> None:
@@ -195,9 +185,7 @@ class PostgresReader:
         self._together: dict[Statement, _Together] = {}
         self._running: set[asyncio.Task[None]] = set()
         self._releasing: set[asyncio.Task[None]] = set()
-        self._acquiring = 0  # trips waiting for a connection of the pool
         self.round_trips = 0  # statements sent, for the benchmark and the tests
-        self.acquired = 0  # connections taken from the pool, likewise
 
     @classmethod
     async def open(cls, url: str, *, size: int, wait_seconds: float) -> PostgresReader:
@@ -251,56 +239,38 @@ class PostgresReader:
             task.add_done_callback(self._running.discard)
 
     async def _trip(self, together: _Together, reads: list[_Read]) -> None:
-        """Answer `reads`, then whatever waited meanwhile, until nothing waits. The trip
-        keeps its connection from one batch of reads to the next unless another trip is
-        waiting for one: under load a release and an acquire between every two batches
-        cost more of the worker than the statement's own round trip (bench/README.md,
-        "sixth round")."""
-        held = _Held()
         try:
-            while reads:
-                reads = [read for read in reads if not read.future.done()]  # callers gone
-                if len(reads) > 1:
-                    try:
-                        await self._answer(together, reads, held)
-                    except Exception:  # each read will say for itself, below
-                        # Not the database being away (that was answered): one read's
-                        # values failed the statement. Run them one by one, so only that
-                        # read fails.
-                        for read in reads:
-                            await self._answer_alone(together, read, held)
-                elif reads:
-                    await self._answer_alone(together, reads[0], held)
-                if self._acquiring:
-                    # Another trip waits for a connection: it goes first, and the reads
-                    # waiting here go on a trip launched after it (below).
-                    reads = []
-                else:
-                    reads = together.waiting[:MOST_PER_TRIP]
-                    del together.waiting[:MOST_PER_TRIP]
-            await self._give_back(held)
+            reads = [read for read in reads if not read.future.done()]  # callers gone
+            if len(reads) > 1:
+                try:
+                    await self._answer(together, reads)
+                except Exception:  # each read will say for itself, below
+                    # Not the database being away (that was answered): one read's values
+                    # failed the statement. Run them one by one, so only that read fails.
+                    for read in reads:
+                        await self._answer_alone(together, read)
+            elif reads:
+                await self._answer_alone(together, reads[0])
         finally:
             for read in reads:  # only when this trip itself was cancelled (shutting down)
                 if not read.future.done():
                     read.future.cancel()
-            if held.connection is not None:
-                self._release_later(held.connection)
             together.trips -= 1
             if together.waiting:
                 self._launch(together)
 
-    async def _answer_alone(self, together: _Together, read: _Read, held: _Held) -> None:
+    async def _answer_alone(self, together: _Together, read: _Read) -> None:
         try:
-            await self._answer(together, [read], held)
+            await self._answer(together, [read])
         except Exception as exc:  # handed to the caller, who raises it
             if not read.future.done():
                 read.future.set_exception(exc)
 
-    async def _answer(self, together: _Together, reads: list[_Read], held: _Held) -> None:
+    async def _answer(self, together: _Together, reads: list[_Read]) -> None:
         """Run `reads` in one statement and hand each its rows. When the database cannot
         be reached, each read is told so (`database_unavailable`); any other error is raised."""
         try:
-            rows = await self._run(held, *together.query(reads), max(r.deadline for r in reads))
+            rows = await self._run(*together.query(reads), max(r.deadline for r in reads))
         except _PG_UNAVAILABLE as exc:
             log.error("a hot read cannot reach PostgreSQL: %s: %s", type(exc).__name__, exc)
             for read in reads:
@@ -311,43 +281,26 @@ class PostgresReader:
             if not read.future.done():
                 read.future.set_result(answer)
 
-    async def _run(
-        self, held: _Held, sql: str, arguments: Sequence[Any], deadline: float
-    ) -> list[Row]:
-        """`sql` on the trip's connection, acquired first if it holds none. A connection
-        whose statement failed is given back behind the caller's back and not reused."""
+    async def _run(self, sql: str, arguments: Sequence[Any], deadline: float) -> list[Row]:
         loop = asyncio.get_running_loop()
-        connection = held.connection
-        if connection is None:
-            # An idle connection is handed over at once; only a wait needs bounding, and by
-            # `asyncio.timeout_at` rather than `acquire(timeout=…)`, which before Python
-            # 3.12 asyncpg runs as a task of its own.
-            if self._pool.get_idle_size():
+        # An idle connection is handed over at once; only a wait needs bounding, and by
+        # `asyncio.timeout_at` rather than `acquire(timeout=…)`, which before Python 3.12
+        # asyncpg runs as a task of its own.
+        if self._pool.get_idle_size():
+            connection = await self._pool.acquire()
+        else:
+            async with asyncio.timeout_at(deadline):
                 connection = await self._pool.acquire()
-            else:
-                self._acquiring += 1
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        connection = await self._pool.acquire()
-                finally:
-                    self._acquiring -= 1
-            held.connection = connection
-            self.acquired += 1
         self.round_trips += 1
         try:
             rows: list[Row] = await connection.fetch(
                 sql, *arguments, timeout=max(deadline - loop.time(), 0.001)
             )
         except BaseException:
-            held.connection = None
             self._release_later(connection)
             raise
+        await self._pool.release(connection)
         return rows
-
-    async def _give_back(self, held: _Held) -> None:
-        connection, held.connection = held.connection, None
-        if connection is not None:
-            await self._pool.release(connection)
 
     def _release_later(self, connection: asyncpg.Connection) -> None:
         """Give a failed read's connection back without keeping its caller waiting.

@@ -80,33 +80,6 @@ async def test_reads_arriving_during_a_trip_wait_and_go_together(database_url: s
         done = await asyncio.gather(first, *later)
         assert all(len(rows) == 1 for rows in done)
         assert reader.round_trips == 2
-        assert reader.acquired == 1  # the trip kept its connection for the second batch
-    finally:
-        await reader.close()
-        await watcher.close()
-
-
-async def test_a_trip_gives_its_connection_to_another_statement_waiting_for_one(
-    database_url: str,
-) -> None:
-    """A pool of one connection and two statements: when a trip's batch is done and
-    another statement's trip waits for the connection, that one goes before the reads
-    that waited for the first trip meanwhile."""
-    watcher = await asyncpg.connect(_dsn(database_url))
-    reader = await PostgresReader.open(database_url, size=1, wait_seconds=5)
-    answered: list[str] = []
-    try:
-        first = asyncio.ensure_future(reader.fetch(PAUSE, {"pause": 0.3}))
-        await until_another_session_sleeps(watcher)
-        other = asyncio.ensure_future(reader.fetch(QUOTIENT, {"d": 4}))
-        other.add_done_callback(lambda _: answered.append("other statement"))
-        later = [asyncio.ensure_future(reader.fetch(PAUSE, {"pause": 0.1})) for _ in range(2)]
-        for read in later:
-            read.add_done_callback(lambda _: answered.append("same statement"))
-        await asyncio.gather(first, other, *later)
-        assert [tuple(row) for row in other.result()] == [(25,)]
-        assert answered == ["other statement", "same statement", "same statement"]
-        assert reader.round_trips == 3
     finally:
         await reader.close()
         await watcher.close()
