@@ -25,10 +25,16 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.nip import NipError, infer_employment
-from app.permits.vocabulary import LONGEST_WINDOW
 
 LOCAL_ISSUER = "urn:izin-siaran:local"
 LOCAL_AUDIENCE = "izin-siaran"
+
+
+LONGEST_WINDOW = timedelta(days=7)
+"""The longest window a permit may have, whatever the policy says
+(docs/RULES.md#longest-window): the most `POLICY_MAX_DURATION_MINUTES` may be, and what
+the permits table holds every row to (CHECK `window_length`, app/permits/models.py), so
+that the check reads only the permits that end within this of the instant asked about."""
 
 
 class Settings(BaseSettings):

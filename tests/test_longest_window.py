@@ -16,9 +16,9 @@ from fastapi import FastAPI
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from app.config import LONGEST_WINDOW
 from app.migrate import alembic_config, upgrade
 from app.permits.models import Permit
-from app.permits.vocabulary import LONGEST_WINDOW
 from tests.credentials_support import approved
 from tests.permits_support import Office
 from tests.support import Org, fetch_rows, in_a_thread

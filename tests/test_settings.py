@@ -14,8 +14,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.config import LOCAL_AUDIENCE, LOCAL_ISSUER, Settings, SettingsError, load_settings
-from app.permits.vocabulary import LONGEST_WINDOW
+from app.config import (
+    LOCAL_AUDIENCE,
+    LOCAL_ISSUER,
+    LONGEST_WINDOW,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 
 ADMIN = "198904042014021003"
 OTHER_ADMIN = "198503102010011001"

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
 from app.authorizations.rules import COVERING_RANK, COVERING_TIES, LAST_TO_END, NEXT_TO_START
@@ -229,6 +229,10 @@ def statement(form: Form, *, kept: bool = False, in_index: bool = False) -> str:
     )
 
 
+_LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
+_REACH_LAST = _LAST_INSTANT - STORED_WINDOW_MOST
+
+
 def arguments(
     pair: Pair, at: datetime, now: datetime, *, key_id: str | None, caller: str | None
 ) -> dict[str, Any]:
@@ -237,7 +241,8 @@ def arguments(
         "first": pair.first,
         "second": pair.second,
         "at": at,
-        "reach": at + STORED_WINDOW_MOST,
+        # The latest instant Python can hold, for an `at` within a week of it.
+        "reach": at + STORED_WINDOW_MOST if at < _REACH_LAST else _LAST_INSTANT,
         "now": now,
         "key_id": key_id,
         "caller": caller,

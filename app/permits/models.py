@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.config import LONGEST_WINDOW
 from app.db import Base, UTCDateTime
-from app.permits.vocabulary import LONGEST_WINDOW, PLATFORMS, PURPOSES, STATUSES
+from app.permits.vocabulary import PLATFORMS, PURPOSES, STATUSES
 
 COVERING_INCLUDE = ("starts_at", "status", "id")
 """What ranks a pair's permits covering an instant (docs/RULES.md#check-ranking: the status

@@ -1,14 +1,11 @@
-"""The permit's closed lists, its longest window and how a channel is matched: each
-written once.
+"""The permit's closed lists and how a channel is matched: each written once.
 
-Rules: docs/RULES.md#platforms, docs/RULES.md#channels, docs/RULES.md#states,
-docs/RULES.md#longest-window.
+Rules: docs/RULES.md#platforms, docs/RULES.md#channels, docs/RULES.md#states.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from datetime import timedelta
 from typing import Literal, get_args
 
 Platform = Literal["youtube", "tiktok", "instagram", "facebook", "x", "other"]
@@ -31,12 +28,6 @@ PermitEvent = Literal[
 PLATFORMS: tuple[str, ...] = get_args(Platform)
 PURPOSES: tuple[str, ...] = get_args(Purpose)
 STATUSES: tuple[str, ...] = get_args(Status)
-
-LONGEST_WINDOW = timedelta(days=7)
-"""The longest window a permit may have, whatever the policy says
-(docs/RULES.md#longest-window): `POLICY_MAX_DURATION_MINUTES` is at most this, and the
-table holds every row to it (CHECK `window_length`, migration 0009), so that the check
-reads only the permits that end within this of the instant asked about."""
 CAPACITIES: tuple[str, ...] = get_args(Capacity)
 PERMIT_EVENTS: tuple[str, ...] = get_args(PermitEvent)
 
