@@ -17,11 +17,11 @@ for the instant `at`, judged at the moment `now`:
 
 The first three are what `rules.evaluate` picks from every permit of the pair, so
 the answer is the same however many permits the pair has. Every part is an index
-range scan over (pair, `ends_at`), or over the pair's approvals by start: the
-covering permits' from `at` to `at` + the longest stored window (`:reach`; no
-window is longer, docs/RULES.md#longest-window), so however many permits the pair
-has still to come, only those ending within a week are read; the last approved
-one's, the history since it ended.
+range scan: the covering permits', over (pair, `ends_at`) from `at` to `at` + the
+longest stored window (`:reach`; no window is longer, docs/RULES.md#longest-window),
+so only those ending within a week are read however many the pair has still to come;
+the next approval's, the first entry after `at` of the pair's approvals by start;
+the last approval's, over (pair, `ends_at`) back from `at`, the history since it ended.
 
 It runs on the hot reads' own connection (`app.rawdb`), so an acknowledged
 revocation is seen by every later check (docs/RULES.md#never-stale).
