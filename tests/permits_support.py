@@ -63,12 +63,16 @@ async def move_window(
 ) -> None:
     """Put a permit's window at `starts_in` from now (negative: in the past), straight in the
     database, as time passing would: no API lets a client do this."""
-    begin = datetime.now(UTC) + starts_in
+    await set_window(app, permit_id, datetime.now(UTC) + starts_in, timedelta(minutes=minutes))
+
+
+async def set_window(app: FastAPI, permit_id: str, start: datetime, length: timedelta) -> None:
+    """Write a permit's window straight into the table (`move_window`)."""
     async with app.state.db.engine.begin() as connection:
         await connection.execute(
             update(Permit)
             .where(Permit.id == permit_id)
-            .values(starts_at=begin, ends_at=begin + timedelta(minutes=minutes))
+            .values(starts_at=start, ends_at=start + length)
         )
 
 

@@ -7,35 +7,21 @@ database holding a longer window, changing nothing."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import pytest
 from alembic import command
 from fastapi import FastAPI
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from app.config import LONGEST_WINDOW
 from app.migrate import alembic_config, upgrade
-from app.permits.models import Permit
 from tests.credentials_support import approved
-from tests.permits_support import Office
+from tests.permits_support import Office, set_window
 from tests.support import Org, fetch_rows, in_a_thread
+from tests.test_check_rules import _asker, _outcome
 
 pytestmark = pytest.mark.anyio
-
-CHECK = "/api/v1/authorizations/check"
-
-
-async def _set_window(app: FastAPI, permit_id: str, start: datetime, length: timedelta) -> None:
-    """Write a window straight into the table, as no request could."""
-    async with app.state.db.engine.begin() as connection:
-        await connection.execute(
-            update(Permit)
-            .where(Permit.id == permit_id)
-            .values(starts_at=start, ends_at=start + length)
-        )
 
 
 def _start(microsecond: int) -> datetime:
@@ -49,13 +35,13 @@ async def test_the_table_keeps_the_longest_window_and_refuses_a_longer_one(
     office = await Office.create(org)
     permit = await office.submit()
     start = _start(microsecond)
-    await _set_window(app, permit["id"], start, LONGEST_WINDOW)  # exactly the longest: kept
+    await set_window(app, permit["id"], start, LONGEST_WINDOW)  # exactly the longest: kept
     # PostgreSQL reckons to the microsecond; SQLite to the millisecond, with half a second's
     # slack (app.permits.models.SQLITE_SLACK).
     least = timedelta(microseconds=1) if backend == "postgresql" else timedelta(seconds=1)
     for longer in (least, timedelta(days=1)):
         with pytest.raises(IntegrityError, match="window_length"):
-            await _set_window(app, permit["id"], start, LONGEST_WINDOW + longer)
+            await set_window(app, permit["id"], start, LONGEST_WINDOW + longer)
     stored = await office.client.get(f"/api/v1/permits/{permit['id']}", headers=org.admin)
     assert stored.status_code == 200, stored.text
     ends = datetime.fromisoformat(stored.json()["ends_at"])
@@ -65,32 +51,18 @@ async def test_the_table_keeps_the_longest_window_and_refuses_a_longer_one(
 async def test_a_permit_of_the_longest_window_answers_beside_a_season_to_come(
     app: FastAPI, client: httpx.AsyncClient, org: Org
 ) -> None:
-    office = await Office.create(org)
-    key = await client.post("/api/v1/api-keys", json={"name": "gerbang"}, headers=org.admin)
-    assert key.status_code == 201, key.text
-    headers = {"X-API-Key": key.json()["key"]}
+    ask = await _asker(app, client, org)
+    office = ask.office
     week = await approved(office)
     start = _start(0)
-    await _set_window(app, week["id"], start, LONGEST_WINDOW)
+    await set_window(app, week["id"], start, LONGEST_WINDOW)
     # A season of approvals after it, which the check's range of ends leaves unread, and a
     # request still pending inside its window, which it reads.
     season = [await approved(office, start=start + timedelta(days=8 + n)) for n in range(12)]
     pending = await office.submit(start=start + timedelta(days=2))
 
     async def answer(at: datetime) -> tuple[bool, str, str | None]:
-        query = {
-            "nip": office.staff["nip"],
-            "workspace_code": office.workspace["code"],
-            "at": at.isoformat(),
-        }
-        got: list[Any] = []
-        for via in ({}, {"via": "route"}):  # the fast path and the route agree
-            response = await client.get(CHECK, params={**query, **via}, headers=headers)
-            assert response.status_code == 200, response.text
-            body = response.json()
-            got.append((body["authorized"], body["reason"], (body["permit"] or {}).get("id")))
-        assert got[0] == got[1]
-        return tuple(got[0])  # type: ignore[return-value]
+        return _outcome(await ask("employee", at))  # the fast path and the route agree
 
     end = start + LONGEST_WINDOW
     assert await answer(start - timedelta(seconds=1)) == (False, "not_started", week["id"])
@@ -113,7 +85,7 @@ async def test_migration_0009_refuses_a_database_with_a_longer_window_and_change
     permit = await office.submit()
     start = _start(0)
     in_a_thread(lambda: command.downgrade(alembic_config(database_url), "0008"))
-    await _set_window(app, permit["id"], start, timedelta(days=8))  # by hand, before 0009
+    await set_window(app, permit["id"], start, timedelta(days=8))  # by hand, before 0009
 
     with pytest.raises(RuntimeError, match=r"1 permit\(s\) have a window longer than 7 days"):
         in_a_thread(lambda: upgrade(database_url))
@@ -125,7 +97,7 @@ async def test_migration_0009_refuses_a_database_with_a_longer_window_and_change
     assert [tuple(row) for row in version] == [("0008",)]
     assert len(ends) == 1  # the row is as it was: nothing changed, nothing removed
 
-    await _set_window(app, permit["id"], start, LONGEST_WINDOW)  # shortened by the operator
+    await set_window(app, permit["id"], start, LONGEST_WINDOW)  # shortened by the operator
     in_a_thread(lambda: upgrade(database_url))
     with pytest.raises(IntegrityError, match="window_length"):
-        await _set_window(app, permit["id"], start, timedelta(days=8))
+        await set_window(app, permit["id"], start, timedelta(days=8))
