@@ -5,6 +5,7 @@ own error, and everything committed before it was asked for."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
 import pytest
@@ -24,6 +25,11 @@ SERIES = Statement(
 )
 QUOTIENT = Statement("SELECT 100 / :d AS q", {"d": "int"})
 PAUSE = Statement("SELECT pg_sleep(:pause)", {"pause": "float8"})
+ECHO = Statement(
+    "SELECT CAST(:at AS timestamptz), CAST(:label AS text), CAST(:flag AS boolean), "
+    "CAST(:count AS int8)",
+    {"at": "timestamptz", "label": "text", "flag": "boolean", "count": "int8"},
+)
 COUNTED = Statement(
     "SELECT pg_sleep(:pause), (SELECT count(*) FROM seen) AS rows",
     {"pause": "float8"},
@@ -98,6 +104,70 @@ async def test_one_reads_failure_is_its_own(database_url: str) -> None:
             else:
                 assert not isinstance(result, BaseException)
                 assert [tuple(row) for row in result] == [(100 // d,)]
+    finally:
+        await reader.close()
+
+
+async def test_a_shared_trip_reads_each_value_as_the_read_alone_does(database_url: str) -> None:
+    """Reads that go together pass their values as JSON: instants keep their microsecond
+    whatever their offset (a naive one is UTC), text keeps every character, and a value
+    JSON cannot carry to PostgreSQL (a NUL) fails its own read only, as it does alone."""
+    reader = await PostgresReader.open(database_url, size=2, wait_seconds=5)
+    wib = timezone(timedelta(hours=7))
+    instant = datetime(2026, 12, 6, 20, 0, 0, 1, tzinfo=UTC)
+    asked = [
+        {"at": instant, "label": "plain", "flag": True, "count": 2**62},
+        {
+            "at": instant.astimezone(wib),
+            "label": 'quote " and \\ and \u00e9 and \U0001f4fa',
+            "flag": False,
+            "count": -1,
+        },
+        {"at": instant.replace(tzinfo=None), "label": "", "flag": None, "count": None},
+        {"at": None, "label": None, "flag": True, "count": 0},
+        {
+            "at": datetime(9999, 12, 31, 23, 59, 58, 999999, tzinfo=UTC),
+            "label": "last",
+            "flag": False,
+            "count": 1,
+        },
+        {"at": instant, "label": "nul \x00 inside", "flag": True, "count": 3},
+    ]
+    try:
+        together = await asyncio.gather(
+            *(reader.fetch(ECHO, values) for values in asked), return_exceptions=True
+        )
+        assert reader.round_trips > 1  # the shared trip failed on the NUL: each went alone
+        for values, shared in zip(asked, together, strict=True):
+            if "\x00" in (values["label"] or ""):
+                assert isinstance(shared, asyncpg.PostgresError)
+                continue
+            assert not isinstance(shared, BaseException)
+            at = values["at"]
+            expected_at = None if at is None else at.replace(tzinfo=at.tzinfo or UTC)
+            assert [tuple(row) for row in shared] == [
+                (expected_at, values["label"], values["flag"], values["count"])
+            ]
+        trips = reader.round_trips
+        clean = [values for values in asked if "\x00" not in (values["label"] or "")]
+        shared_rows = await asyncio.gather(*(reader.fetch(ECHO, values) for values in clean))
+        assert reader.round_trips == trips + 1  # without the NUL: one trip for all
+        assert [[tuple(r) for r in rows] for rows in shared_rows] == [
+            [tuple(r) for r in rows] for rows in together if not isinstance(rows, BaseException)
+        ]
+    finally:
+        await reader.close()
+
+
+async def test_a_read_must_give_exactly_its_statements_parameters(database_url: str) -> None:
+    """A parameter missing (JSON would read it as NULL) or one too many is refused."""
+    reader = await PostgresReader.open(database_url, size=2, wait_seconds=5)
+    try:
+        with pytest.raises(ValueError, match="parameters"):
+            await reader.fetch(SERIES, {"count": 2})
+        with pytest.raises(ValueError, match="parameters"):
+            await reader.fetch(SERIES, {"count": 2, "label": "x", "extra": 1})
+        assert reader.round_trips == 0
     finally:
         await reader.close()
 
