@@ -78,7 +78,7 @@ async def plans(url: str, sample: tuple[str, str, str, str], at: datetime) -> di
         await connection.execute("ANALYZE")
         for form in FORMS:
             first, second = pairs[form]
-            sql, names = positional(statement(form, in_index=True))  # type: ignore[arg-type]
+            sql, names = positional(statement(form))  # type: ignore[arg-type]
             values = arguments(Pair(form, first, second), at, at, key_id=API_KEY_ID, caller=None)  # type: ignore[arg-type]
             rows = await connection.fetch(
                 f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {sql}",

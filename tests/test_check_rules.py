@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from app.authorizations import service
-from app.authorizations.reader import LIVE, Candidate, Form
+from app.authorizations.reader import LIVE, Candidate, CheckReader, Form, Pair
 from app.authorizations.rules import evaluate
 from app.org.models import Employee
 from app.permits.models import Permit
@@ -332,6 +332,7 @@ async def test_the_answer_is_evaluate_over_every_permit_of_the_pair(
     )
     shuffled = rng.sample(instants, 80)
     reasons = set()
+    fresh = CheckReader(app.state.check_reader._raw, keep=False)  # as on PostgreSQL
     for at in [*instants, *shuffled]:
         for form in pairs:
             answer = await ask(form, at)
@@ -339,6 +340,11 @@ async def test_the_answer_is_evaluate_over_every_permit_of_the_pair(
             del expected["checked_at"]
             assert answer == expected, (form, at)
             reasons.add(answer["reason"])
+            # A reading not kept holds the one permit that answers, and nothing else.
+            now = utcnow()
+            reading = await fresh.read(Pair(form, *pairs[form]), at, now)
+            picked = evaluate(rows[form], at, now).row
+            assert [c.id for c in reading.candidates] == ([] if picked is None else [picked.id])
     assert {"approved", "not_started", "ended", "pending", "expired", "denied"} <= reasons
 
 

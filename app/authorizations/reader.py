@@ -2,26 +2,27 @@
 
 A single SQL statement reads everything a check needs: the caller's credential
 (the API key's row, or the active, admin and auditor flags of the employee a token
-names), whether the employee and the workspace exist, and the permits of an
-(employee, workspace) or a (platform, channel) pair that `rules.evaluate` may pick
-for the instant `at`, judged at the moment `now`:
+names), whether the employee and the workspace exist, and the one permit of an
+(employee, workspace) or a (platform, channel) pair that `rules.evaluate` picks for
+the instant `at`, judged at the moment `now` (`deciding`): the best permit covering
+`at`, ranked in SQL by the very data `rules.evaluate` ranks by
+(`rules.COVERING_RANK`); else the next approved permit to start after `at`; else the
+last approved permit to end by `at`. The later are read only when the earlier find
+nothing, and only the row that answers is read from the table.
 
-* the best permit covering `at`, ranked in SQL by the very data `rules.evaluate`
-  ranks by (`rules.COVERING_RANK`), LIMIT 1;
-* the next approved permit to start after `at`, LIMIT 1 (the first entry after `at` of
-  the pair's approvals by start, a partial index);
-* the last approved permit to end by `at`, LIMIT 1;
-* where readings are kept (below), every permit covering `at` (up to `LIVE` of them,
-  best first) instead of the best one, and the next instant after `at` at which a
-  permit of the pair starts or ends (`kept_until`).
+Where readings are kept (below), it reads instead what may answer the same check at
+later instants (`candidates`): every permit covering `at` (up to `LIVE` of them, best
+first), the next approval to start and the last to end, and the next instant after
+`at` at which a permit of the pair starts or ends (`kept_until`).
 
-The first three are what `rules.evaluate` picks from every permit of the pair, so
-the answer is the same however many permits the pair has. Every part is an index
-range scan: the covering permits', over (pair, `ends_at`) from `at` to `at` + the
-longest stored window (`:reach`; no window is longer, docs/RULES.md#longest-window),
-so only those ending within a week are read however many the pair has still to come;
-the next approval's, the first entry after `at` of the pair's approvals by start;
-the last approval's, over (pair, `ends_at`) back from `at`, the history since it ended.
+Either way the answer is the same however many permits the pair has: `rules.evaluate`
+ranks whatever rows are read, and they hold the one it would pick from all of them.
+Every part is an index range scan: the covering permits', over (pair, `ends_at`) from
+`at` to `at` + the longest stored window (`:reach`; no window is longer,
+docs/RULES.md#longest-window), so only those ending within a week are read however
+many the pair has still to come; the next approval's, the first entry after `at` of
+the pair's approvals by start; the last approval's, over (pair, `ends_at`) back from
+`at`, the history since it ended.
 
 It runs on the hot reads' own connection (`app.rawdb`), so an acknowledged
 revocation is seen by every later check (docs/RULES.md#never-stale).
@@ -33,7 +34,7 @@ asking costs a few microseconds on every check, instead of the statement, and an
 commit at all (a revoke, a key revoked, an employee deactivated, by this process or
 another) forgets every kept reading. However crowded the pair, no permit starts or
 ends between the instant read and `kept_until`, so the same rows decide. On
-PostgreSQL only a round trip could tell, so every check reads the three rows alone.
+PostgreSQL only a round trip could tell, so every check reads the one deciding row.
 
 A plain employee who is no party of the permit picked needs its approvers now for
 the disclosure rule (docs/RULES.md#check-disclosure): `CheckReader.approvers` reads
@@ -59,7 +60,7 @@ from app.permits.approvers import (
 from app.permits.lifecycle import effective_status_sql
 from app.permits.models import STORED_WINDOW_MOST
 from app.permits.vocabulary import channel_key
-from app.rawdb import PostgresReader, RawReader, Statement
+from app.rawdb import RawReader, Statement
 
 LIVE = 20
 """Permits covering the instant read at most where readings are kept, best first: a reading
@@ -140,51 +141,77 @@ def _part(where: str, order: str, limit: int) -> str:
     )
 
 
-def candidates(form: Form, *, kept: bool, in_index: bool) -> str:
-    """The pair's permits `rules.evaluate` may pick at `:at` and `:now` (module docstring);
-    with `kept`, every permit covering `:at` (up to `LIVE`), not only the best. With
-    `in_index` (PostgreSQL: the pair's index holds what ranks them, migration 0008), the
-    covering permits are ranked from the index alone and only those picked are read;
-    without (SQLite has no INCLUDE), from their rows, which a second read would repeat."""
-    pair, pair_q, pair_c = (_PAIR[form].format(t=t) for t in ("p", "q", "c"))
-    # The end of the last approval by `at` first, then its ties by id: both follow the
-    # index, where one ORDER BY of both would sort every approval of the pair's history.
-    last_approved_end = (
+# A permit covering `at` ends after it, and by `:reach` (`at` + the longest stored window):
+# the range of the pair's index to read, however many permits are to come. The condition
+# on `starts_at` is written `NOT …`: as a range, it could lead SQLite to the workspace's
+# (workspace_code, starts_at) index, every requester's permits, instead of the pair's.
+_COVERS = "{t}.ends_at > :at AND {t}.ends_at <= :reach AND NOT {t}.starts_at > :at"
+
+
+def _last_approved_end(form: Form) -> str:
+    """The end of the pair's last approval by `at`. Its ties are then taken by id: both
+    follow the index, where one ORDER BY of both would sort every approval of the
+    pair's history."""
+    pair_q = _PAIR[form].format(t="q")
+    return (
         f"SELECT q.ends_at FROM permits AS q WHERE {pair_q} AND q.status = 'approved' "  # noqa: S608
         "AND q.ends_at <= :at ORDER BY q.ends_at DESC LIMIT 1"
     )
-    covering = LIVE if kept else 1
-    # A permit covering `at` ends after it, and by `:reach` (`at` + the longest stored
-    # window): the range of the pair's index to read, however many permits are to come.
-    # The condition on `starts_at` is written `NOT …`: as a range, it could lead SQLite to
-    # the workspace's (workspace_code, starts_at) index, every requester's permits, instead
-    # of the pair's.
-    covers = "{t}.ends_at > :at AND {t}.ends_at <= :reach AND NOT {t}.starts_at > :at"
-    if in_index:
-        best_covering = (
-            f"SELECT c.id FROM permits AS c WHERE {pair_c} AND {covers.format(t='c')} "  # noqa: S608
-            f"ORDER BY {covering_order('c')} LIMIT {covering}"
-        )
-        covering_part = _part(f"p.id IN ({best_covering})", "p.id", covering)
-    else:
-        covering_part = _part(f"{pair} AND {covers.format(t='p')}", covering_order("p"), covering)
-    parts = [
-        # docs/RULES.md#check-ranking (1): the best permit covering `at` (kept: all of them).
-        covering_part,
-        # (2): the next approved permit to start, and the last approved one to end.
-        _part(
-            # The pair's approvals by start (a partial index): its first entry after `at`.
-            f"{pair} AND p.status = 'approved' AND p.starts_at > :at",
-            ", ".join(f"p.{column}" for column in NEXT_TO_START),
-            1,
-        ),
-        _part(
-            f"{pair} AND p.ends_at = ({last_approved_end}) AND p.status = 'approved'",
-            ", ".join(f"p.{column} DESC" for column in LAST_TO_END),
-            1,
-        ),
-    ]
-    return " UNION ALL ".join(parts)
+
+
+def deciding(form: Form) -> str:
+    """The one permit `rules.evaluate` picks for the pair at `:at` and `:now`
+    (docs/RULES.md#check-ranking), as a row source of at most one row: the best permit
+    covering `at`, else the next approval to start after it, else the last approval to
+    end by it. Each is a subquery giving an id, ranked in SQL by the very data
+    `evaluate` ranks by; `COALESCE` evaluates its arguments in order and stops at the
+    first that is not NULL (as documented by both databases), so the later ones are read
+    only when the earlier find nothing. On PostgreSQL the covering permits' ranking and
+    the last approval's id are in the pair's index (`app.permits.models.COVERING_INCLUDE`),
+    so of the table only the row that answers is read."""
+    pair_c, pair_n, pair_l = (_PAIR[form].format(t=t) for t in ("c", "n", "l"))
+    best_covering = (
+        f"SELECT c.id FROM permits AS c WHERE {pair_c} AND {_COVERS.format(t='c')} "  # noqa: S608
+        f"ORDER BY {covering_order('c')} LIMIT 1"
+    )
+    next_approval = (
+        f"SELECT n.id FROM permits AS n WHERE {pair_n} AND n.status = 'approved' "  # noqa: S608
+        f"AND n.starts_at > :at ORDER BY {', '.join(f'n.{c}' for c in NEXT_TO_START)} LIMIT 1"
+    )
+    last_approval = (
+        f"SELECT l.id FROM permits AS l WHERE {pair_l} AND l.status = 'approved' "  # noqa: S608
+        f"AND l.ends_at = ({_last_approved_end(form)}) "
+        f"ORDER BY {', '.join(f'l.{c} DESC' for c in LAST_TO_END)} LIMIT 1"
+    )
+    return (
+        f"SELECT {_PERMIT} FROM permits AS p "  # noqa: S608
+        f"WHERE p.id = COALESCE(({best_covering}), ({next_approval}), ({last_approval}))"
+    )
+
+
+def candidates(form: Form) -> str:
+    """What a `Kept` reading holds of the pair at `:at` and `:now` (module docstring):
+    every permit covering `at` (up to `LIVE`, best first), the next approval to start
+    after it and the last approval to end by it, each part a range of the pair's index."""
+    pair = _PAIR[form].format(t="p")
+    return " UNION ALL ".join(
+        [
+            # docs/RULES.md#check-ranking (1): the permits covering `at`, best first.
+            _part(f"{pair} AND {_COVERS.format(t='p')}", covering_order("p"), LIVE),
+            # (2): the next approved permit to start (the first entry after `at` of the
+            # pair's approvals by start, a partial index), and the last approved to end.
+            _part(
+                f"{pair} AND p.status = 'approved' AND p.starts_at > :at",
+                ", ".join(f"p.{column}" for column in NEXT_TO_START),
+                1,
+            ),
+            _part(
+                f"{pair} AND p.ends_at = ({_last_approved_end(form)}) AND p.status = 'approved'",
+                ", ".join(f"p.{column} DESC" for column in LAST_TO_END),
+                1,
+            ),
+        ]
+    )
 
 
 def kept_until(form: Form) -> str:
@@ -203,9 +230,10 @@ def kept_until(form: Form) -> str:
 _CALLER_MAY_DECIDE = may_decide(":caller", ":now")
 
 
-def statement(form: Form, *, kept: bool = False, in_index: bool = False) -> str:
+def statement(form: Form, *, kept: bool = False) -> str:
     """The statement of a form; built only from the constants above, values are parameters.
-    `kept`: the reading a `Kept` holds (module docstring); `in_index`: see `candidates`."""
+    Its permits: the one that answers (`deciding`), or with `kept` what a `Kept` reading
+    holds (`candidates`) and when it stops holding (`kept_until`)."""
     if form == "employee":
         subject = "e.active AS employee_active, w.code IS NOT NULL AS workspace_known"
         subject_joins = (
@@ -225,7 +253,7 @@ def statement(form: Form, *, kept: bool = False, in_index: bool = False) -> str:
         f"{subject_joins}"
         "LEFT JOIN api_keys AS k ON k.id = :key_id "
         "LEFT JOIN employees AS c ON c.nip = :caller "
-        f"LEFT JOIN ({candidates(form, kept=kept, in_index=in_index)}) AS p ON 1 = 1"
+        f"LEFT JOIN ({candidates(form) if kept else deciding(form)}) AS p ON 1 = 1"
     )
 
 
@@ -361,10 +389,9 @@ class CheckReader:
         self.escalate_before = escalate_before  # the policy's (docs/RULES.md#escalation)
         # False (or a database that cannot say what was committed): every check reads.
         self._keep = keep and raw.version() is not None
-        # The three deciding rows; where readings are kept, the reading a `Kept` holds.
-        in_index = isinstance(raw, PostgresReader)  # its index holds the ranking (0008)
+        # The deciding row; where readings are kept, the reading a `Kept` holds.
         self._statements = {
-            form: Statement(statement(form, kept=self._keep, in_index=in_index), PARAMETERS)
+            form: Statement(statement(form, kept=self._keep), PARAMETERS)
             for form in ("employee", "channel")
         }
         self._kept: dict[tuple[Pair, str | None, str | None], Kept] = {}
