@@ -6,7 +6,8 @@ times the statement itself through the service's own reader (no HTTP), over the
 seeded sample of NIP/workspace and platform/channel pairs. Then the CPU time a read
 costs in this process and in PostgreSQL's processes, for the check, for a permit
 read (`GET /permits/{id}`'s statement) and for `SELECT 1` (the floor: a round
-trip that reads nothing):
+trip that reads nothing), and for the check 28 reads at once (one shared trip on
+PostgreSQL, as under load):
 
     .venv/bin/python bench/explain.py --permits 10000 1000000
 
@@ -121,33 +122,49 @@ async def timed(
 FLOOR = Statement("SELECT 1")
 
 
+TOGETHER = 28
+"""Reads sent at once for the shared-trip figures: as many as wait for a trip at 32
+connections (bench/README.md, "seventh round")."""
+
+
 async def cpu_per_read(raw: RawReader, seeded: Seeded, at: datetime) -> dict[str, Any]:
-    """Mean wall time, CPU in this process and CPU in PostgreSQL per read, one at a time."""
+    """Mean wall time, CPU in this process and CPU in PostgreSQL per read: one at a time,
+    and for the check also `TOGETHER` at once (on PostgreSQL, one shared trip)."""
     check, permit = CheckReader(raw, keep=False), PermitReader(raw)
-    reads = {
-        "floor (SELECT 1)": lambda i: raw.fetch(FLOOR, {}),
-        "check (employee form)": lambda i: check.read(
-            Pair("employee", *seeded.samples[i % len(seeded.samples)][:2]),
-            at,
-            at,
-            key_id=API_KEY_ID,
-        ),
-        "permit read": lambda i: permit.read(
-            seeded.permit_ids[i % len(seeded.permit_ids)], caller=seeded.admin, at=at
+    samples = seeded.samples
+
+    def check_read(i: int) -> Any:
+        pair = Pair("employee", *samples[i % len(samples)][:2])
+        return check.read(pair, at, at, key_id=API_KEY_ID)
+
+    async def together(i: int) -> None:
+        await asyncio.gather(*(check_read(i * TOGETHER + j) for j in range(TOGETHER)))
+
+    reads = {  # label: (one call, reads a call)
+        "floor (SELECT 1)": (lambda i: raw.fetch(FLOOR, {}), 1),
+        "check (employee form)": (check_read, 1),
+        f"check (employee form), {TOGETHER} at once": (together, TOGETHER),
+        "permit read": (
+            lambda i: permit.read(
+                seeded.permit_ids[i % len(seeded.permit_ids)], caller=seeded.admin, at=at
+            ),
+            1,
         ),
     }
     watch, count = CpuWatch(os.getpid()), 4000
     figures: dict[str, Any] = {}
-    for label, read in reads.items():
+    for label, (read, per_call) in reads.items():
+        calls = count // per_call
         for _ in range(2):  # a warm-up pass, then the measured one
             before, started = watch.read(), time.perf_counter()
-            for i in range(count):
+            for i in range(calls):
                 await read(i)
             elapsed, after = time.perf_counter() - started, watch.read()
+        done = calls * per_call
         figures[label] = {
-            "wall_us": round(elapsed / count * 1e6, 1),
-            "client_cpu_us": round((after["server"] - before["server"]) / count * 1e6, 1),
-            "database_cpu_us": round((after["database"] - before["database"]) / count * 1e6, 1),
+            "wall_us": round(elapsed / done * 1e6, 1),
+            "client_cpu_us": round((after["server"] - before["server"]) / done * 1e6, 1),
+            "database_cpu_us": round((after["database"] - before["database"]) / done * 1e6, 1),
         }
     return figures
 
