@@ -57,6 +57,15 @@ class Statement:
         named = set(_NAMED.findall(self.sql))
         if named != set(self.types):
             raise ValueError(f"parameters {sorted(named)} need exactly one type each")
+        object.__setattr__(self, "names", frozenset(named))
+
+    names: frozenset[str] = field(init=False, repr=False)
+
+    def check(self, parameters: Mapping[str, Any]) -> None:
+        """Refuse values that are not exactly for this statement's parameters: a read that
+        goes together with others would take a missing one as NULL."""
+        if parameters.keys() != self.names:
+            raise ValueError(f"parameters {sorted(parameters)} are not {sorted(self.names)}")
 
 
 class RawReader(Protocol):
@@ -121,7 +130,8 @@ docs/RULES.md#check-batch); more wait for the next trip."""
 
 
 class _Read:
-    """A read waiting for its trip to the database."""
+    """A read waiting for its trip to the database (its parameters are read when the trip
+    leaves: the caller's mapping is not copied, and no caller changes it)."""
 
     __slots__ = ("deadline", "future", "parameters")
 
@@ -134,7 +144,9 @@ class _Read:
         self.parameters, self.future, self.deadline = parameters, future, deadline
 
 
-_AS_JSON = orjson.OPT_NAIVE_UTC  # as asyncpg would not: a naive instant is UTC, never local
+# The service's instants are aware (`app.timeutil`); a naive one would be UTC here, where
+# asyncpg, for a read alone, would take it as the machine's local time.
+_AS_JSON = orjson.OPT_NAIVE_UTC
 
 
 class _Together:
@@ -150,7 +162,6 @@ class _Together:
     (bench/README.md, "seventh round")."""
 
     def __init__(self, statement: Statement) -> None:
-        self.names = frozenset(statement.types)
         self.alone_sql, self.alone_names = positional(statement.sql)
         body = _NAMED.sub(lambda match: f"hot_read.{match.group(1)}", statement.sql)
         typed = ", ".join(f"{name} {kind}" for name, kind in statement.types.items())
@@ -221,8 +232,7 @@ class PostgresReader:
         together = self._together.get(statement)
         if together is None:
             together = self._together[statement] = _Together(statement)
-        if parameters.keys() != together.names:  # JSON would read a missing one as NULL
-            raise ValueError(f"parameters {sorted(parameters)} are not {sorted(together.names)}")
+        statement.check(parameters)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout  # the whole read, waits included
         read = _Read(parameters, loop.create_future(), deadline)
@@ -256,9 +266,15 @@ class PostgresReader:
             if len(reads) > 1:
                 try:
                     await self._answer(together, reads)
-                except Exception:  # each read will say for itself, below
+                except Exception as exc:  # each read will say for itself, below
                     # Not the database being away (that was answered): one read's values
                     # failed the statement. Run them one by one, so only that read fails.
+                    log.warning(
+                        "a shared trip of %d reads failed (%s: %s); each goes alone",
+                        len(reads),
+                        type(exc).__name__,
+                        exc,
+                    )
                     for read in reads:
                         await self._answer_alone(together, read)
             elif reads:
@@ -379,6 +395,7 @@ class SqliteReader:
         return cls(database)
 
     async def fetch(self, statement: Statement, parameters: Mapping[str, Any]) -> list[Row]:
+        statement.check(parameters)
         values = {name: sqlite_value(value) for name, value in parameters.items()}
         try:
             return self._connection.execute(statement.sql, values).fetchall()

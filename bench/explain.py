@@ -37,7 +37,13 @@ import asyncpg
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from app.authorizations.reader import CheckReader, Pair, arguments, statement  # noqa: E402
+from app.authorizations.reader import (  # noqa: E402
+    PARAMETERS,
+    CheckReader,
+    Pair,
+    arguments,
+    statement,
+)
 from app.permits.reader import PermitReader  # noqa: E402
 from app.rawdb import (  # noqa: E402
     RawReader,
@@ -74,21 +80,37 @@ async def plans(url: str, sample: tuple[str, str, str, str], at: datetime) -> di
             connection.close()
         return shown
     dsn = url.replace("postgresql+asyncpg://", "postgresql://")
-    connection = await asyncpg.connect(dsn)
+    # The plan the service runs: its statements are prepared, with a generic plan
+    # (`app.rawdb.PostgresReader.open`), which EXPLAIN of the statement with its values
+    # would not show (it plans for those values).
+    connection = await asyncpg.connect(
+        dsn, server_settings={"plan_cache_mode": "force_generic_plan"}
+    )
     try:
         await connection.execute("ANALYZE")
         for form in FORMS:
             first, second = pairs[form]
             sql, names = positional(statement(form))  # type: ignore[arg-type]
             values = arguments(Pair(form, first, second), at, at, key_id=API_KEY_ID, caller=None)  # type: ignore[arg-type]
+            types = ", ".join(PARAMETERS[name] for name in names)
+            await connection.execute(f"PREPARE check_{form} ({types}) AS {sql}")
+            given = ", ".join(_literal(values[name]) for name in names)
             rows = await connection.fetch(
-                f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {sql}",
-                *[values.get(name) for name in names],
+                "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) "
+                f"EXECUTE check_{form} ({given})"
             )
             shown[form] = "\n".join(row[0] for row in rows)
     finally:
         await connection.close()
     return shown
+
+
+def _literal(value: Any) -> str:
+    """A value as an SQL literal, for EXECUTE's arguments (its own: text and instants)."""
+    if value is None:
+        return "NULL"
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _depth(rows: list[tuple[Any, ...]], parent: int) -> int:

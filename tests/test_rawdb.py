@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from app.errors import ServiceUnavailable
-from app.rawdb import PostgresReader, Statement
+from app.rawdb import PostgresReader, SqliteReader, Statement
 from tests.conftest import BACKENDS
 
 pytestmark = [
@@ -110,8 +111,8 @@ async def test_one_reads_failure_is_its_own(database_url: str) -> None:
 
 async def test_a_shared_trip_reads_each_value_as_the_read_alone_does(database_url: str) -> None:
     """Reads that go together pass their values as JSON: instants keep their microsecond
-    whatever their offset (a naive one is UTC), text keeps every character, and a value
-    JSON cannot carry to PostgreSQL (a NUL) fails its own read only, as it does alone."""
+    whatever their offset, text keeps every character, and a value JSON cannot carry to
+    PostgreSQL (a NUL) fails its own read only, as it does alone."""
     reader = await PostgresReader.open(database_url, size=2, wait_seconds=5)
     wib = timezone(timedelta(hours=7))
     instant = datetime(2026, 12, 6, 20, 0, 0, 1, tzinfo=UTC)
@@ -123,7 +124,7 @@ async def test_a_shared_trip_reads_each_value_as_the_read_alone_does(database_ur
             "flag": False,
             "count": -1,
         },
-        {"at": instant.replace(tzinfo=None), "label": "", "flag": None, "count": None},
+        {"at": instant, "label": "", "flag": None, "count": None},
         {"at": None, "label": None, "flag": True, "count": 0},
         {
             "at": datetime(9999, 12, 31, 23, 59, 58, 999999, tzinfo=UTC),
@@ -143,10 +144,8 @@ async def test_a_shared_trip_reads_each_value_as_the_read_alone_does(database_ur
                 assert isinstance(shared, asyncpg.PostgresError)
                 continue
             assert not isinstance(shared, BaseException)
-            at = values["at"]
-            expected_at = None if at is None else at.replace(tzinfo=at.tzinfo or UTC)
             assert [tuple(row) for row in shared] == [
-                (expected_at, values["label"], values["flag"], values["count"])
+                (values["at"], values["label"], values["flag"], values["count"])
             ]
         trips = reader.round_trips
         clean = [values for values in asked if "\x00" not in (values["label"] or "")]
@@ -159,17 +158,23 @@ async def test_a_shared_trip_reads_each_value_as_the_read_alone_does(database_ur
         await reader.close()
 
 
-async def test_a_read_must_give_exactly_its_statements_parameters(database_url: str) -> None:
-    """A parameter missing (JSON would read it as NULL) or one too many is refused."""
+async def test_a_read_must_give_exactly_its_statements_parameters(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A parameter missing (a shared trip's JSON would read it as NULL) or one too many is
+    refused, on both databases' readers, before anything is sent."""
+    sqlite = SqliteReader.open(f"sqlite:///{tmp_path / 'plain.db'}")
     reader = await PostgresReader.open(database_url, size=2, wait_seconds=5)
     try:
-        with pytest.raises(ValueError, match="parameters"):
-            await reader.fetch(SERIES, {"count": 2})
-        with pytest.raises(ValueError, match="parameters"):
-            await reader.fetch(SERIES, {"count": 2, "label": "x", "extra": 1})
+        for raw in (reader, sqlite):
+            with pytest.raises(ValueError, match="parameters"):
+                await raw.fetch(SERIES, {"count": 2})
+            with pytest.raises(ValueError, match="parameters"):
+                await raw.fetch(SERIES, {"count": 2, "label": "x", "extra": 1})
         assert reader.round_trips == 0
     finally:
         await reader.close()
+        await sqlite.close()
 
 
 async def test_a_waiting_read_sees_what_was_committed_before_it_was_asked(

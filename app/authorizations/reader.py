@@ -8,7 +8,7 @@ the instant `at`, judged at the moment `now` (`deciding`): the best permit cover
 `at`, ranked in SQL by the very data `rules.evaluate` ranks by
 (`rules.COVERING_RANK`); else the next approved permit to start after `at`; else the
 last approved permit to end by `at`. The later are read only when the earlier find
-nothing, and only the row that answers is read from the table.
+nothing, and on PostgreSQL only the row that answers is read from the table.
 
 Where readings are kept (below), it reads instead what may answer the same check at
 later instants (`candidates`): every permit covering `at` (up to `LIVE` of them, best
@@ -159,16 +159,31 @@ def _last_approved_end(form: Form) -> str:
     )
 
 
+def _next_approved_start(form: Form) -> str:
+    """The start of the pair's next approval after `at`: the first entry after `at` of
+    the pair's approvals by start (a partial index). Its ties are then taken by id, as
+    the last approval's: asked for the id and the start at once, PostgreSQL may read
+    them from the (pair, `ends_at`) index, which holds both, and so every permit the
+    pair has, past and to come."""
+    pair_q = _PAIR[form].format(t="q")
+    return (
+        f"SELECT q.starts_at FROM permits AS q WHERE {pair_q} AND q.status = 'approved' "  # noqa: S608
+        "AND q.starts_at > :at ORDER BY q.starts_at LIMIT 1"
+    )
+
+
 def deciding(form: Form) -> str:
     """The one permit `rules.evaluate` picks for the pair at `:at` and `:now`
     (docs/RULES.md#check-ranking), as a row source of at most one row: the best permit
     covering `at`, else the next approval to start after it, else the last approval to
     end by it. Each is a subquery giving an id, ranked in SQL by the very data
-    `evaluate` ranks by; `COALESCE` evaluates its arguments in order and stops at the
-    first that is not NULL (as documented by both databases), so the later ones are read
-    only when the earlier find nothing. On PostgreSQL the covering permits' ranking and
-    the last approval's id are in the pair's index (`app.permits.models.COVERING_INCLUDE`),
-    so of the table only the row that answers is read."""
+    `evaluate` ranks by, in `evaluate`'s order. `COALESCE` stops at the first argument
+    that is not NULL (PostgreSQL documents that it evaluates no argument after it), so
+    the later ones are read only when the earlier find nothing; what is picked does
+    not depend on it. On PostgreSQL the covering permits' ranking and the last
+    approval's id are in the pair's index (`app.permits.models.COVERING_INCLUDE`), so
+    of the table only the row that answers is read (and the next approval's, when it
+    is asked for)."""
     pair_c, pair_n, pair_l = (_PAIR[form].format(t=t) for t in ("c", "n", "l"))
     best_covering = (
         f"SELECT c.id FROM permits AS c WHERE {pair_c} AND {_COVERS.format(t='c')} "  # noqa: S608
@@ -176,7 +191,8 @@ def deciding(form: Form) -> str:
     )
     next_approval = (
         f"SELECT n.id FROM permits AS n WHERE {pair_n} AND n.status = 'approved' "  # noqa: S608
-        f"AND n.starts_at > :at ORDER BY {', '.join(f'n.{c}' for c in NEXT_TO_START)} LIMIT 1"
+        f"AND n.starts_at = ({_next_approved_start(form)}) "
+        f"ORDER BY {', '.join(f'n.{c}' for c in NEXT_TO_START)} LIMIT 1"
     )
     last_approval = (
         f"SELECT l.id FROM permits AS l WHERE {pair_l} AND l.status = 'approved' "  # noqa: S608
