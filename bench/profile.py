@@ -52,6 +52,12 @@ def main() -> None:
     )
     parser.add_argument("--permits", type=int, default=10_000)
     parser.add_argument("--shape", choices=SHAPES, default="spread", help="as bench/run.py seeds")
+    parser.add_argument(
+        "--form",
+        choices=["employee", "channel"],
+        default="employee",
+        help="the check's form: NIP + workspace, or platform + channel",
+    )
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument(
         "--format",
@@ -77,7 +83,9 @@ def main() -> None:
         paths.write_text(
             "\n".join(
                 f"/api/v1/authorizations/check?nip={n}&workspace_code={w}"
-                for n, w, _, _ in seeded.samples
+                if args.form == "employee"
+                else f"/api/v1/authorizations/check?platform={p}&channel={c.replace('@', '%40')}"
+                for n, w, p, c in seeded.samples
             )
         )
         script = lua / "get_varied.lua"
@@ -119,7 +127,8 @@ def main() -> None:
         connections = 8
     suffix = "svg" if args.format == "flamegraph" else "txt"
     py_spy_format = "raw" if args.format == "summary" else args.format
-    out = HERE / "results" / f"flame-{args.scenario}-{args.backend}-{args.shape}.{suffix}"
+    form = "-channel" if args.scenario == "check" and args.form == "channel" else ""
+    out = HERE / "results" / f"flame-{args.scenario}{form}-{args.backend}-{args.shape}.{suffix}"
     service = Server("app.main:app", env, log=folder / "service.log")
     try:
         if args.scenario == "verify":
