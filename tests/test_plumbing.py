@@ -259,6 +259,31 @@ async def test_an_unexpected_exception_is_a_500_problem_without_details(
     assert isinstance(exc_info[1], RuntimeError)
 
 
+def _layers(application: FastAPI) -> list[str]:
+    """The ASGI layers a request passes, outermost first, down to the router."""
+    names, layer = [], application.build_middleware_stack()
+    while hasattr(layer, "app"):
+        names.append(type(layer).__name__)
+        layer = layer.app
+    return names
+
+
+@pytest.mark.parametrize("proxies", [[], ["10.0.0.0/24"]])
+async def test_the_services_layers_are_outside_fastapis(
+    settings: Settings, proxies: list[str]
+) -> None:
+    """The check and a permit read, answered by the fast paths, pass no layer of FastAPI's;
+    FastAPI's plain-text 500 layer is not there at all (the request context answers
+    unhandled errors: the test above)."""
+    application = create_app(settings.model_copy(update={"trusted_proxies": proxies}))
+    layers = _layers(application)
+    ours = ["RequestContextMiddleware", "CheckFastPath", "PermitFastPath", "RateLimitMiddleware"]
+    expected = (["ProxyHeadersMiddleware"] if proxies else []) + ours
+    assert layers[: len(expected)] == expected, layers
+    assert "ServerErrorMiddleware" not in layers
+    assert "ExceptionMiddleware" in layers[len(expected) :]
+
+
 # --- one transaction per request: a failed commit is never a success ----------------
 
 
