@@ -203,9 +203,10 @@ class Service(FastAPI):
     the fast paths, the rate limit) outside the layers FastAPI puts around its routes, not
     inside them: the check and a permit read, answered by the fast paths, then pass no
     layer of FastAPI's (bench/README.md, "eighth round"). FastAPI's outermost layer,
-    `ServerErrorMiddleware`, is left out: it answers an unhandled error with a plain-text
-    500, which the request context, now outside it, answers as a problem document with
-    the request id and logs (`app.middleware`)."""
+    `ServerErrorMiddleware`, is left out: it would answer an unhandled error with a
+    plain-text 500 before any layer of ours saw it; the request context answers it as a
+    problem document with the request id, and logs it (`app.middleware`). `create_app`
+    builds the stack once, so that a FastAPI composed otherwise fails there."""
 
     def build_middleware_stack(self) -> ASGIApp:
         ours, self.user_middleware = self.user_middleware, []
@@ -215,6 +216,8 @@ class Service(FastAPI):
             self.user_middleware = ours
         if not isinstance(built, ServerErrorMiddleware):  # FastAPI composes otherwise
             raise RuntimeError(f"FastAPI's outermost layer is {type(built).__name__}")
+        if built.handler is not None or built.debug:  # would be dropped with the layer
+            raise RuntimeError("a 500 handler or debug mode needs FastAPI's error layer")
         app = built.app
         for cls, args, kwargs in reversed(ours):
             app = cls(app, *args, **kwargs)
@@ -304,6 +307,7 @@ def create_app(
     app.include_router(webhooks_router)
     app.include_router(events_router)
     app.include_router(credentials_router)
+    app.build_middleware_stack()  # fails now, not on the first request (`Service`)
     return app
 
 

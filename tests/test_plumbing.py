@@ -43,7 +43,7 @@ from app.logs import (
     configure_logging,
     log_access,
 )
-from app.main import YOUNG_COLLECTION_AFTER, create_app
+from app.main import YOUNG_COLLECTION_AFTER, Service, create_app
 from app.rawdb import trips_at_once
 from app.requestctx import new_request_id, set_request_id
 from tests.conftest import PG_ADMIN_DSN
@@ -268,20 +268,41 @@ def _layers(application: FastAPI) -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("proxies", [[], ["10.0.0.0/24"]])
+@pytest.mark.parametrize(
+    ("proxies", "origins"), [([], []), (["10.0.0.0/24"], []), ([], ["https://app.example"])]
+)
 async def test_the_services_layers_are_outside_fastapis(
-    settings: Settings, proxies: list[str]
+    settings: Settings, proxies: list[str], origins: list[str]
 ) -> None:
     """The check and a permit read, answered by the fast paths, pass no layer of FastAPI's;
     FastAPI's plain-text 500 layer is not there at all (the request context answers
     unhandled errors: the test above)."""
-    application = create_app(settings.model_copy(update={"trusted_proxies": proxies}))
+    application = create_app(
+        settings.model_copy(update={"trusted_proxies": proxies, "cors_origins": origins})
+    )
     layers = _layers(application)
-    ours = ["RequestContextMiddleware", "CheckFastPath", "PermitFastPath", "RateLimitMiddleware"]
-    expected = (["ProxyHeadersMiddleware"] if proxies else []) + ours
+    expected = [
+        *(["ProxyHeadersMiddleware"] if proxies else []),
+        "RequestContextMiddleware",
+        *(["CORSMiddleware"] if origins else []),
+        "CheckFastPath",
+        "PermitFastPath",
+        "RateLimitMiddleware",
+    ]
     assert layers[: len(expected)] == expected, layers
     assert "ServerErrorMiddleware" not in layers
     assert "ExceptionMiddleware" in layers[len(expected) :]
+
+
+def test_what_fastapis_error_layer_alone_would_do_is_refused() -> None:
+    """A 500 handler or debug mode lives in the layer the service leaves out: asking for
+    either fails when the stack is built, not silently."""
+    with pytest.raises(RuntimeError, match="debug"):
+        Service(debug=True).build_middleware_stack()
+    handled = Service()
+    handled.add_exception_handler(500, lambda request, exc: None)  # type: ignore[arg-type,return-value]
+    with pytest.raises(RuntimeError, match="500 handler"):
+        handled.build_middleware_stack()
 
 
 # --- one transaction per request: a failed commit is never a success ----------------
