@@ -206,7 +206,7 @@ class Service(FastAPI):
     `ServerErrorMiddleware`, is left out: it would answer an unhandled error with a
     plain-text 500 before any layer of ours saw it; the request context answers it as a
     problem document with the request id, and logs it (`app.middleware`). `create_app`
-    builds the stack once, so that a FastAPI composed otherwise fails there."""
+    builds the stack, so that a FastAPI composed otherwise fails there."""
 
     def build_middleware_stack(self) -> ASGIApp:
         ours, self.user_middleware = self.user_middleware, []
@@ -307,7 +307,8 @@ def create_app(
     app.include_router(webhooks_router)
     app.include_router(events_router)
     app.include_router(credentials_router)
-    app.build_middleware_stack()  # fails now, not on the first request (`Service`)
+    # Built now, once: a composition `Service` refuses fails here, not on the first request.
+    app.middleware_stack = app.build_middleware_stack()
     return app
 
 

@@ -33,6 +33,7 @@ from app.config import load_settings  # noqa: E402
 from bench.run import (  # noqa: E402
     Server,
     add_log_level,
+    check_paths,
     drop,
     ensure_wrk,
     prepare,
@@ -80,14 +81,7 @@ def main() -> None:
     signer = load_or_create_signer(settings.data_dir)
     if args.scenario == "check":
         paths = folder / "employee.txt"
-        paths.write_text(
-            "\n".join(
-                f"/api/v1/authorizations/check?nip={n}&workspace_code={w}"
-                if args.form == "employee"
-                else f"/api/v1/authorizations/check?platform={p}&channel={c.replace('@', '%40')}"
-                for n, w, p, c in seeded.samples
-            )
-        )
+        paths.write_text(check_paths(seeded, args.form))
         script = lua / "get_varied.lua"
         wrk_env |= {"BENCH_PATHS": str(paths), "BENCH_HEADER": f"X-API-Key: {seeded.api_key}"}
         connections = 32

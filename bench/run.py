@@ -319,6 +319,17 @@ def run_wrk(
     return result
 
 
+def check_paths(seeded: Seeded, form: str) -> str:
+    """The check's paths over the seeded samples, one a line, in the form asked for
+    (`employee`: NIP + workspace; `channel`: platform + channel)."""
+    return "\n".join(
+        f"/api/v1/authorizations/check?nip={n}&workspace_code={w}"
+        if form == "employee"
+        else f"/api/v1/authorizations/check?platform={p}&channel={c.replace('@', '%40')}"
+        for n, w, p, c in seeded.samples
+    )
+
+
 async def prepare(
     backend: str, folder: Path, permits: int, shape: str = "spread"
 ) -> tuple[str, Seeded, str | None]:
@@ -537,18 +548,8 @@ def bench_backend(
 
     files = folder / "paths"
     files.mkdir()
-    (files / "employee.txt").write_text(
-        "\n".join(
-            f"/api/v1/authorizations/check?nip={n}&workspace_code={w}"
-            for n, w, _, _ in seeded.samples
-        )
-    )
-    (files / "channel.txt").write_text(
-        "\n".join(
-            f"/api/v1/authorizations/check?platform={p}&channel={c.replace('@', '%40')}"
-            for _, _, p, c in seeded.samples
-        )
-    )
+    for form in ("employee", "channel"):
+        (files / f"{form}.txt").write_text(check_paths(seeded, form))
     (files / "permit.txt").write_text("\n".join(f"/api/v1/permits/{i}" for i in seeded.permit_ids))
     (files / "credential.txt").write_text(
         "\n".join(f"/api/v1/permits/{i}/credential" for i in seeded.approved_ids)
