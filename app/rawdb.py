@@ -5,8 +5,9 @@ of times a second. SQLAlchemy's async execution path costs several times what
 the query itself does, so these reads bypass it: a `Statement` is plain SQL with
 `:named` parameters, run as it is.
 
-On PostgreSQL a small asyncpg pool of its own (statements prepared once per
-connection, no per-release reset: these reads hold no session state). Reads of
+On PostgreSQL a small asyncpg pool of its own, whose connections the reads keep
+from one trip to the next (statements prepared once per connection; nothing to
+reset between trips: these reads hold no session state). Reads of
 one statement that arrive while others are on their way to the database wait
 and go together, as one statement over a JSON array of their parameters: a round
 trip costs far more than a row, so under load the cost per read falls instead of
@@ -209,6 +210,7 @@ class PostgresReader:
         self._together: dict[Statement, _Together] = {}
         self._running: set[asyncio.Task[None]] = set()
         self._releasing: set[asyncio.Task[None]] = set()
+        self._idle: list[asyncpg.Connection] = []  # kept between trips (`_connection`)
         self.round_trips = 0  # statements sent, for the benchmark and the tests
 
     @classmethod
@@ -310,25 +312,35 @@ class PostgresReader:
                 read.future.set_result(answer)
 
     async def _run(self, sql: str, arguments: Sequence[Any], deadline: float) -> list[Row]:
-        loop = asyncio.get_running_loop()
-        # An idle connection is handed over at once; only a wait needs bounding, and by
-        # `asyncio.timeout_at` rather than `acquire(timeout=…)`, which before Python 3.12
-        # asyncpg runs as a task of its own.
-        if self._pool.get_idle_size():
-            connection = await self._pool.acquire()
-        else:
-            async with asyncio.timeout_at(deadline):
-                connection = await self._pool.acquire()
+        connection = await self._connection(deadline)
         self.round_trips += 1
         try:
             rows: list[Row] = await connection.fetch(
-                sql, *arguments, timeout=max(deadline - loop.time(), 0.001)
+                sql, *arguments, timeout=max(deadline - asyncio.get_running_loop().time(), 0.001)
             )
         except BaseException:
             self._release_later(connection)
             raise
-        await self._pool.release(connection)
+        self._idle.append(connection)
         return rows
+
+    async def _connection(self, deadline: float) -> asyncpg.Connection:
+        """A connection for one trip: one this reader kept from an earlier trip, or one
+        from the pool. A trip's connection is kept for the next, not given back: the
+        pool's acquire and release cost a trip more than its rows did (two tasks and a
+        scan of the pool: bench/README.md, "ninth round"); the pool still bounds how many
+        there are, and takes back any that failed. One the server closed meanwhile goes
+        back to the pool, which replaces it."""
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.is_closed():
+                return connection
+            self._release_later(connection)
+        # Only a wait needs bounding, and by `asyncio.timeout_at` rather than
+        # `acquire(timeout=…)`, which before Python 3.12 asyncpg runs as a task of its own.
+        async with asyncio.timeout_at(deadline):
+            acquired: asyncpg.Connection = await self._pool.acquire()
+        return acquired
 
     def _release_later(self, connection: asyncpg.Connection) -> None:
         """Give a failed read's connection back without keeping its caller waiting.
@@ -354,6 +366,9 @@ class PostgresReader:
 
     async def close(self) -> None:
         await asyncio.gather(*self._running, *self._releasing, return_exceptions=True)
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await self._pool.release(connection)
         await self._pool.close()
 
 

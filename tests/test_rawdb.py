@@ -252,3 +252,32 @@ async def test_each_read_keeps_its_own_deadline_in_a_shared_trip(database_url: s
     finally:
         await reader.close()
         await watcher.close()
+
+
+async def test_a_connection_kept_between_trips_is_replaced_once_the_server_closes_it(
+    database_url: str,
+) -> None:
+    """The reader keeps its trips' connections rather than giving them back to its pool
+    (`PostgresReader._connection`): one the server terminated costs at most the read that
+    found it dead, and the reads after it run on a new connection."""
+    reader = await PostgresReader.open(database_url, size=2, wait_seconds=5)
+    admin = await asyncpg.connect(_dsn(database_url))
+    try:
+        first = await reader.fetch(Statement("SELECT pg_backend_pid()"), {})
+        pid = first[0][0]
+        assert (await reader.fetch(Statement("SELECT pg_backend_pid()"), {}))[0][0] == pid  # kept
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        failures = 0
+        for _ in range(3):
+            try:
+                rows = await reader.fetch(Statement("SELECT pg_backend_pid()"), {})
+                break
+            except ServiceUnavailable:
+                failures += 1
+        else:
+            pytest.fail("the reads never recovered from a terminated connection")
+        assert failures <= 1
+        assert rows[0][0] != pid
+    finally:
+        await admin.close()
+        await reader.close()
