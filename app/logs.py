@@ -8,8 +8,9 @@ The access log (`log_access`, a line for every request) is the one line written 
 hot path, thousands a second: where the service's handler is the only one a line would
 reach, it writes the line to that handler's stream itself, the same bytes the handler's
 formatter would (tested byte for byte, `tests/test_plumbing.py`), without a
-`LogRecord`, its filters and its formatter, and the lines of one turn of the event loop
-in one write (bench/README.md "With the access log on"). Anywhere else (another handler
+`LogRecord`, its filters and its formatter, and many lines in one write, at most
+`WRITE_AFTER` seconds after the first of them (bench/README.md "With the access log on"
+and "ninth round"). Anywhere else (another handler
 a line would reach, a record factory of another: `_sole_handler`) the line goes through
 `logging`, as every other line does.
 """
@@ -32,6 +33,8 @@ from app.requestctx import current_request_id
 
 ACCESS_LOG = logging.getLogger("app.access")
 _ACCESS_MESSAGE = "%s %s %d %.1fms"
+WRITE_AFTER = 0.01
+"""Seconds an access line waits, at most, for others to go out with it (`write_line`)."""
 
 
 class RequestIdFilter(logging.Filter):
@@ -58,11 +61,31 @@ class _TextFormatter(logging.Formatter):
         return self.time_text(record.created, record.msecs)
 
     def time_text(self, created: float, msecs: float) -> str:
+        return f"{self._second_of(created)},{int(msecs):03d}"  # as logging's "%s,%03d"
+
+    def _second_of(self, created: float) -> str:
         second = int(created)
         if second != self._second:
             self._second_text = time.strftime(self.default_time_format, self.converter(second))
             self._second = second
-        return f"{self._second_text},{int(msecs):03d}"  # as logging's "%s,%03d"
+        return self._second_text
+
+    _ACCESS_FORMAT = FORMAT % {  # the format's one home, its access-log fields filled in
+        "asctime": "%s,%03d",  # logging's `default_msec_format`
+        "levelname": "INFO",
+        "name": ACCESS_LOG.name,
+        "request_id": "%s",
+        "message": _ACCESS_MESSAGE,
+    }
+
+    def access_text(
+        self, created: float, request_id: str, method: str, path: str, status: int, ms: float
+    ) -> str:
+        """The line this formatter writes for `ACCESS_LOG.info(_ACCESS_MESSAGE, method,
+        path, status, ms)` made at `created`: one `%`, where `format` takes several."""
+        second = self._second_of(created)
+        msecs = int((created - int(created)) * 1000)  # as `LogRecord` works it out
+        return self._ACCESS_FORMAT % (second, msecs, request_id, method, path, status, ms)
 
 
 def _json_formatter() -> OrjsonFormatter:
@@ -90,61 +113,71 @@ class ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.setFormatter(_formatter(log_format))
 
     def access_line(
-        self, created: float, request_id: str, message: str, fields: dict[str, Any]
+        self,
+        created: float,
+        request_id: str,
+        method: str,
+        path: str,
+        route: str,
+        status: int,
+        duration_ms: float,
+        principal: str,
     ) -> str:
-        """An access-log line as this handler's formatter writes it for the record
-        `ACCESS_LOG.info(message, extra=fields)` made at `created`."""
+        """The line this handler's formatter writes for the access-log record
+        `log_access` would make through `logging` at `created`."""
         if self.log_format == "json":
             data = {"level": "INFO", "logger": ACCESS_LOG.name, "request_id": request_id}
-            data["message"] = message
-            data.update(fields)
+            data["message"] = _ACCESS_MESSAGE % (method, path, status, duration_ms)
+            data |= _access_fields(method, path, route, status, duration_ms, principal)
             data["time"] = datetime.fromtimestamp(created, tz=UTC).isoformat()
             return orjson.dumps(data).decode()  # the formatter's own call
         formatter: _TextFormatter = self.formatter  # type: ignore[assignment]
-        when = formatter.time_text(created, int((created - int(created)) * 1000))  # msecs
-        return formatter.FORMAT % {  # the format's one home; logging's own `%` on it
-            "asctime": when,
-            "levelname": "INFO",
-            "name": ACCESS_LOG.name,
-            "request_id": request_id,
-            "message": message,
-        }
+        return formatter.access_text(created, request_id, method, path, status, duration_ms)
 
     def write_line(self, line: str) -> None:
-        """Out with the lines of the event loop's turn: one write for all of them, at the
-        turn's end (a write a line was a third of the access log's cost); at once where
-        no loop runs. A write holds at most `PIPE_BUF` bytes (a longer line goes alone),
-        so the workers' writes to one pipe never interleave inside a line. Any other
-        record of this handler, a flush (`logging.shutdown` at exit makes one) and its
-        close write them first, so its lines keep their order."""
-        size = len(line) + 1 if line.isascii() else len(line.encode()) + 1
+        """Out with the lines of the moment: one write for all that wait, once they fill
+        `PIPE_BUF` bytes or `WRITE_AFTER` seconds after the first of them (a write a line
+        was a third of the access log's cost; one at each turn of the event loop, a sixth:
+        bench/README.md, "ninth round"); at once where no loop runs. A write holds at most
+        `PIPE_BUF` bytes (a longer line goes alone), so the workers' writes to one pipe
+        never interleave inside a line. Any other record of this handler, a flush (the
+        service's shutdown and `logging.shutdown` at exit make one) and its close write
+        them first, so its lines keep their order."""
         with self.lock:  # type: ignore[union-attr]
-            if self._pending_size + size > select.PIPE_BUF:
-                self.write_pending()
-            self._pending.append(line)
-            self._pending_size += size
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self.write_pending()
-                return
-            if self._scheduled_on is not loop:  # the first of this turn's (on this loop)
-                self._scheduled_on = loop
-                loop.call_soon(self._write_at_turns_end)
+            self._add_line(line)
+
+    def _add_line(self, line: str) -> None:
+        size = len(line) + 1 if line.isascii() else len(line.encode()) + 1
+        if self._pending_size + size > select.PIPE_BUF:
+            self.write_pending()
+        self._pending.append(line)
+        self._pending_size += size
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.write_pending()
+            return
+        if self._scheduled_on is not loop:  # no write due on this loop yet
+            self._scheduled_on = loop
+            loop.call_later(WRITE_AFTER, self._write_when_due)
 
     def write_pending(self) -> None:
         with self.lock:  # type: ignore[union-attr]
             lines, self._pending, self._pending_size = self._pending, [], 0
-            self._scheduled_on = None
             if lines:
                 self.stream.write(self.terminator.join(lines) + self.terminator)
                 self.stream.flush()
 
-    def _write_at_turns_end(self) -> None:
-        try:
-            self.write_pending()
-        except Exception:  # as `emit` would: reported, never raised into the loop
-            self.handleError(logging.makeLogRecord({"name": ACCESS_LOG.name, "msg": "lines"}))
+    def _write_when_due(self) -> None:
+        """The write `_add_line` scheduled: whatever waits goes out (lines written sooner,
+        having filled `PIPE_BUF`, are gone already), and the next line schedules the next."""
+        with self.lock:  # type: ignore[union-attr]
+            self._scheduled_on = None
+            try:
+                self.write_pending()
+            except Exception:  # as `emit` would: reported, never raised into the loop
+                record = logging.makeLogRecord({"name": ACCESS_LOG.name, "msg": "lines"})
+                self.handleError(record)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -186,13 +219,10 @@ def _sole_handler() -> ServiceHandler | None:
     return handler
 
 
-def log_access(
+def _access_fields(
     method: str, path: str, route: str, status: int, duration_ms: float, principal: str
-) -> None:
-    """A request's line in the access log (`app.access`, INFO; docs/RULES.md#logs):
-    `GET /path 200 1.2ms`, and in `LOG_FORMAT=json` each of these as a field."""
-    message = _ACCESS_MESSAGE % (method, path, status, duration_ms)
-    fields = {
+) -> dict[str, Any]:
+    return {
         "method": method,
         "path": path,
         "route": route,
@@ -200,16 +230,40 @@ def log_access(
         "duration_ms": duration_ms,
         "principal": principal,
     }
+
+
+def log_access(
+    method: str, path: str, route: str, status: int, duration_ms: float, principal: str
+) -> None:
+    """A request's line in the access log (`app.access`, INFO; docs/RULES.md#logs):
+    `GET /path 200 1.2ms`, and in `LOG_FORMAT=json` each of these as a field."""
     handler = _sole_handler()
     if handler is not None:
         try:
             with handler.lock:  # type: ignore[union-attr]
-                when, request_id = time.time(), current_request_id() or "-"
-                handler.write_line(handler.access_line(when, request_id, message, fields))
+                line = handler.access_line(
+                    time.time(),
+                    current_request_id() or "-",
+                    *(method, path, route, status, duration_ms, principal),
+                )
+                handler._add_line(line)
             return
         except Exception:  # noqa: S110 - logging's own path reports what failed
             pass
-    ACCESS_LOG.info(_ACCESS_MESSAGE, method, path, status, duration_ms, extra=fields)
+    ACCESS_LOG.info(
+        _ACCESS_MESSAGE,
+        *(method, path, status, duration_ms),
+        extra=_access_fields(method, path, route, status, duration_ms, principal),
+    )
+
+
+def write_waiting_lines() -> None:
+    """Out with the access lines still waiting (`ServiceHandler.write_line`): the service's
+    shutdown, which may end before their write is due."""
+    for handler in logging.root.handlers:
+        if isinstance(handler, ServiceHandler):
+            with contextlib.suppress(OSError, ValueError):  # a stream closed meanwhile
+                handler.write_pending()
 
 
 def configure_logging(level: str, log_format: str = "text") -> None:

@@ -36,7 +36,7 @@ from app.fastpath import FastPathCount
 from app.files import private_dir
 from app.health.router import router as health_router
 from app.http import declare_headers
-from app.logs import configure_logging
+from app.logs import configure_logging, write_waiting_lines
 from app.metrics import Metrics
 from app.metrics import router as metrics_router
 from app.middleware import RequestContextMiddleware
@@ -185,6 +185,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if raw is not None:
             await raw.close()
         await db.dispose()
+        write_waiting_lines()
 
 
 def _serve_problems_as_problem_json(app: FastAPI) -> None:

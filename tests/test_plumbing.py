@@ -37,7 +37,9 @@ from sqlalchemy.orm import Session
 from app.audit.models import AuditEvent
 from app.config import Settings
 from app.logs import (
+    _ACCESS_MESSAGE,
     ACCESS_LOG,
+    WRITE_AFTER,
     ServiceHandler,
     _formatter,
     configure_logging,
@@ -570,22 +572,25 @@ _ACCESS_FIELDS = st.fixed_dictionaries(
     log_format=st.sampled_from(["text", "json"]),
     created=st.floats(min_value=0, max_value=4e9, allow_nan=False),
     request_id=st.text(),
-    message=st.text(),
     fields=_ACCESS_FIELDS,
 )
 def test_an_access_line_is_the_formatters_own(
-    log_format: str, created: float, request_id: str, message: str, fields: dict[str, Any]
+    log_format: str, created: float, request_id: str, fields: dict[str, Any]
 ) -> None:
     """The access line the service's handler writes itself (`app.logs`) is, byte for byte,
-    what its formatter (logging's text, python-json-logger's JSON) writes for the record.
-    The record's `msecs` as Python 3.11's and 3.12's `LogRecord` work it out (the
-    project's Python: Dockerfile, CI)."""
+    what its formatter (logging's text, python-json-logger's JSON) writes for the record
+    `log_access` makes through `logging`. The record's `msecs` as Python 3.11's and
+    3.12's `LogRecord` work it out (the project's Python: Dockerfile, CI)."""
     handler = ServiceHandler(log_format)
-    record = logging.LogRecord(ACCESS_LOG.name, logging.INFO, __file__, 1, message, None, None)
-    record.__dict__.update(fields)  # as `extra=` does
+    arguments = tuple(fields[name] for name in ("method", "path", "status", "duration_ms"))
+    record = logging.LogRecord(
+        ACCESS_LOG.name, logging.INFO, __file__, 1, _ACCESS_MESSAGE, arguments, None
+    )
+    for name in ("method", "path", "route", "status", "duration_ms", "principal"):
+        record.__dict__[name] = fields[name]  # as `extra=` does, in `log_access`'s order
     record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
     record.request_id = request_id
-    assert handler.access_line(created, request_id, message, fields) == handler.format(record)
+    assert handler.access_line(created, request_id, **fields) == handler.format(record)
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
@@ -637,35 +642,45 @@ class _Writes(io.StringIO):
     def __init__(self) -> None:
         super().__init__()
         self.writes: list[str] = []
+        self.written = asyncio.Event()
 
     def write(self, text: str) -> int:
         self.writes.append(text)
+        self.written.set()
         return super().write(text)
 
 
-async def test_the_access_lines_of_a_loop_turn_go_out_in_one_write_and_in_order() -> None:
-    """On the event loop the access lines of one turn are written together at its end; a
-    record of any other logger written before then goes out after them, in order."""
+async def test_access_lines_go_out_together_once_due_and_in_order() -> None:
+    """On the event loop access lines wait for others to go out with them, up to
+    `WRITE_AFTER` seconds after the first: one write for all of them then; a record of
+    any other logger written before then goes out after them, in order."""
     handler = ServiceHandler("text")
     handler.stream = stream = _Writes()
+    loop = asyncio.get_running_loop()
     with access_log_to(handler):
+        asked = loop.time()
         for status in (200, 201, 204):
             log_access("GET", "/x", "/x", status, 1.0, "anonymous")
-        assert stream.writes == []  # not yet: the turn goes on
-        await asyncio.sleep(0)  # the next turn: the callback the first line scheduled ran
+            await asyncio.sleep(0)  # lines of later turns wait too
+        assert stream.writes == []
+        await asyncio.wait_for(stream.written.wait(), timeout=5)
+        assert loop.time() - asked >= WRITE_AFTER * 0.9  # the loop's clock: ms resolution
         assert len(stream.writes) == 1
         assert [line.split()[-2] for line in stream.getvalue().splitlines()] == [
             "200",
             "201",
             "204",
         ]
+        stream.written.clear()
         log_access("GET", "/x", "/x", 404, 1.0, "anonymous")
         logging.getLogger("app.elsewhere").warning("after the 404's line")
         lines = stream.getvalue().splitlines()
         assert lines[-2].endswith("GET /x 404 1.0ms")
         assert lines[-1].endswith("after the 404's line")
-        await asyncio.sleep(0)
-        assert len(stream.getvalue().splitlines()) == 5  # nothing written twice
+        stream.written.clear()
+        log_access("GET", "/x", "/x", 409, 1.0, "anonymous")  # the next line: a write due
+        await asyncio.wait_for(stream.written.wait(), timeout=5)
+        assert len(stream.getvalue().splitlines()) == 6  # nothing written twice
         log_access("GET", "/x", "/x", 500, 1.0, "anonymous")
         handler.flush()  # as `logging.shutdown` at exit
         assert stream.getvalue().splitlines()[-1].endswith("GET /x 500 1.0ms")
@@ -674,7 +689,7 @@ async def test_the_access_lines_of_a_loop_turn_go_out_in_one_write_and_in_order(
         assert stream.getvalue().splitlines()[-1].endswith("GET /x 503 1.0ms")
 
 
-async def test_a_turns_access_lines_go_out_in_writes_a_pipe_keeps_whole() -> None:
+async def test_access_lines_go_out_in_writes_a_pipe_keeps_whole() -> None:
     """Workers share one standard error: a write holds at most PIPE_BUF bytes, so no
     other process's write lands inside a line; every line comes out, in order."""
     handler = ServiceHandler("json")
@@ -682,8 +697,9 @@ async def test_a_turns_access_lines_go_out_in_writes_a_pipe_keeps_whole() -> Non
     with access_log_to(handler):
         for n in range(200):
             log_access("GET", f"/api/v1/permits/{n}/é", "/api/v1/permits/{id}", 200, 1.0, "x")
-        await asyncio.sleep(0)
-    assert len(stream.writes) > 1
+        assert len(stream.writes) > 1  # each once PIPE_BUF is full: not waiting
+        stream.written.clear()
+        await asyncio.wait_for(stream.written.wait(), timeout=5)  # the rest, when due
     assert all(len(w.encode()) <= PIPE_BUF and w.endswith("\n") for w in stream.writes)
     paths = [json.loads(line)["path"] for line in stream.getvalue().splitlines()]
     assert paths == [f"/api/v1/permits/{n}/é" for n in range(200)]
@@ -703,7 +719,7 @@ def test_a_broken_log_stream_never_reaches_the_caller(monkeypatch: pytest.Monkey
     handler._pending.append("a pending line")
     record = logging.LogRecord("app.errors", logging.ERROR, __file__, 1, "boom", None, None)
     handler.handle(record)  # does not raise
-    handler._write_at_turns_end()  # nor does the turn's write
+    handler._write_when_due()  # nor does the write that was due
     assert handler._pending == []
 
 
