@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
+from starlette.datastructures import State
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -243,6 +244,10 @@ def create_app(
         # included, even when nothing exports: only when asked for.
         telemetry=None if settings.telemetry else NO_TELEMETRY,
     )
+    # The application's state in a plain mapping of ours, which the fast paths read on
+    # every request (`app.fastpath.FastPath.state`).
+    state: dict[str, Any] = {}
+    app.state = State(state)
     app.state.settings = settings
     install_error_handlers(app)
     _serve_problems_as_problem_json(app)
@@ -262,8 +267,8 @@ def create_app(
     )
     limits = app.state.rate_limits
     app.add_middleware(RateLimitMiddleware, limits=limits)
-    app.add_middleware(PermitFastPath, count=app.state.permit_fast_path, limits=limits)
-    app.add_middleware(CheckFastPath, count=app.state.check_fast_path, limits=limits)
+    app.add_middleware(PermitFastPath, count=app.state.permit_fast_path, limits=limits, state=state)
+    app.add_middleware(CheckFastPath, count=app.state.check_fast_path, limits=limits, state=state)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

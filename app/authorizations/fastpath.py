@@ -20,8 +20,10 @@ apply, and so does the rate limit, which this layer applies itself (`app.fastpat
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 from urllib.parse import parse_qsl
 
 from pydantic import TypeAdapter, ValidationError
@@ -128,8 +130,8 @@ def _text_grants_check(scopes: str) -> bool:
     return isinstance(parsed, list) and grants(parsed, "check")
 
 
-async def _credential(scope: Scope) -> Credential | None:
-    credential = await verified_credential(scope)
+async def _credential(scope: Scope, state: Mapping[str, Any]) -> Credential | None:
+    credential = await verified_credential(scope, state)
     if credential is None:
         return None
     if isinstance(credential, PresentedKey):
@@ -146,11 +148,11 @@ class CheckFastPath(FastPath):
         return bool(scope["path"] == CHECK_PATH)
 
     async def answer(self, scope: Scope, send: Send) -> bool:
-        reader: CheckReader | None = getattr(scope["app"].state, "check_reader", None)
+        reader: CheckReader | None = self.state.get("check_reader")
         query = Query.parse(scope["query_string"])
         if reader is None or query is None:
             return False
-        credential = await _credential(scope)
+        credential = await _credential(scope, self.state)
         if credential is None:
             return False
         checked_at = utcnow()
@@ -174,7 +176,7 @@ class CheckFastPath(FastPath):
         except AppError as exc:  # the database is unavailable: the route would say the same
             await send_problem(scope, send, exc, CHECK_PATH)
             return True
-        body = service.body(verdict, checked_at, scope["app"].state.metrics)
+        body = service.body(verdict, checked_at, self.state["metrics"])
         await send_json(scope, send, body, [_NO_STORE])
         self.count.answered += 1
         return True

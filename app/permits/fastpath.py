@@ -56,13 +56,13 @@ class PermitFastPath(FastPath):
 
     async def answer(self, scope: Scope, send: Send) -> bool:
         permit_id = permit_id_of(scope["path"])
-        reader: PermitReader | None = getattr(scope["app"].state, "permit_reader", None)
+        reader: PermitReader | None = self.state.get("permit_reader")
         if permit_id is None or reader is None:
             return False
         headers = credential_headers(scope)
         if headers is None or headers[0] is None or headers[1] is not None:
             return False
-        nip = await bearer_nip(scope, headers[0])
+        nip = await bearer_nip(headers[0], self.state)
         if nip is None:
             return False
         now = utcnow()
