@@ -55,6 +55,7 @@ API_HEADERS = [
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
 ]
 NO_STORE = (b"cache-control", b"no-store")
+_API_EXTRA = [*SECURITY_HEADERS, *API_HEADERS]
 
 
 class RequestContextMiddleware:
@@ -68,7 +69,8 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
 
-        request_id = _incoming_request_id(scope) or new_request_id()
+        incoming_id, declared = _request_headers(scope)
+        request_id = incoming_id or new_request_id()
         set_request_id(request_id)
         started = time.perf_counter()
         status = 500
@@ -83,16 +85,15 @@ class RequestContextMiddleware:
         if "\x00" in scope["path"]:
             await self._send_problem(scope, send, request_id, 404, started)
             return
-        if b"%00" in scope["query_string"].lower():
+        if b"%00" in scope["query_string"]:  # no letter in it: either case is this
             await self._send_problem(scope, send, request_id, 422, started)
             return
-        declared = _header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await self._send_problem(scope, send, request_id, 413, started)
             return
-        extra_headers = [(b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
-        if scope["path"].startswith("/api/"):
-            extra_headers += API_HEADERS
+        api = scope["path"].startswith("/api/")
+        id_header = (b"x-request-id", request_id.encode())
+        extra_headers = _API_EXTRA if api else SECURITY_HEADERS
 
         refused = False
 
@@ -117,11 +118,13 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
-                headers = [*message.get("headers", []), *extra_headers]
-                if scope["path"].startswith("/api/") and not any(
-                    name == b"cache-control" for name, _ in headers
-                ):
-                    headers.append(NO_STORE)  # permit and organisation data is not for caches
+                headers = [*message.get("headers", ()), id_header, *extra_headers]
+                if api:
+                    for name, _ in headers:
+                        if name == b"cache-control":
+                            break
+                    else:
+                        headers.append(NO_STORE)  # permit and organisation data: not for caches
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -201,16 +204,16 @@ async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
-    for key, value in headers:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
-def _incoming_request_id(scope: Scope) -> str | None:
-    value = _header(scope, b"x-request-id")
-    if value and _VALID_REQUEST_ID.match(value):
-        return value
-    return None
+def _request_headers(scope: Scope) -> tuple[str | None, str | None]:
+    """The request's own id (`X-Request-ID`, when it is a valid one) and its declared
+    `Content-Length`, in one pass over its headers (the first of each counts)."""
+    request_id = declared = None
+    for key, value in scope.get("headers", ()):
+        if key == b"x-request-id":
+            if request_id is None:
+                request_id = value.decode("latin-1")
+        elif key == b"content-length" and declared is None:
+            declared = value.decode("latin-1")
+    if request_id is not None and not _VALID_REQUEST_ID.match(request_id):
+        request_id = None
+    return request_id or None, declared
