@@ -90,6 +90,9 @@ _PG_UNAVAILABLE = (
     OSError,  # refused, reset, unreachable
     TimeoutError,  # a pool connection, a new connection or the statement took too long
     asyncpg.InterfaceError,  # the connection was lost or closed under us
+    # A kept connection the server closed while it waited, used before its end was read
+    # ("cannot switch to state …": its protocol is still taking in the server's goodbye).
+    asyncpg.InternalClientError,
     asyncpg.PostgresConnectionError,  # class 08
     asyncpg.OperatorInterventionError,  # starting up, shutting down (class 57)
     asyncpg.InsufficientResourcesError,  # too many connections (class 53)

@@ -72,7 +72,7 @@ async def plans(url: str, sample: tuple[str, str, str, str], at: datetime) -> di
                 )  # type: ignore[arg-type]
                 rows = connection.execute(
                     # As the service runs it on SQLite: the reading a kept one holds.
-                    f"EXPLAIN QUERY PLAN {statement(form, 'sqlite', kept=True)}",  # type: ignore[arg-type]
+                    f"EXPLAIN QUERY PLAN {statement(form, kept=True)}",  # type: ignore[arg-type]
                     {name: sqlite_value(value) for name, value in values.items()},
                 ).fetchall()
                 shown[form] = "\n".join(f"{'  ' * _depth(rows, r[1])}{r[3]}" for r in rows)
@@ -90,7 +90,7 @@ async def plans(url: str, sample: tuple[str, str, str, str], at: datetime) -> di
         await connection.execute("ANALYZE")
         for form in FORMS:
             first, second = pairs[form]
-            sql, names = positional(statement(form, "postgresql"))  # type: ignore[arg-type]
+            sql, names = positional(statement(form))  # type: ignore[arg-type]
             values = arguments(Pair(form, first, second), at, at, key_id=API_KEY_ID, caller=None)  # type: ignore[arg-type]
             types = ", ".join(PARAMETERS[name] for name in names)
             await connection.execute(f"PREPARE check_{form} ({types}) AS {sql}")

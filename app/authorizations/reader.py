@@ -60,7 +60,7 @@ from app.permits.approvers import (
 from app.permits.lifecycle import effective_status_sql
 from app.permits.models import STORED_WINDOW_MOST
 from app.permits.vocabulary import channel_key
-from app.rawdb import PostgresReader, RawReader, Statement
+from app.rawdb import RawReader, Statement
 
 LIVE = 20
 """Permits covering the instant read at most where readings are kept, best first: a reading
@@ -167,22 +167,7 @@ def _last_approved_end(form: Form) -> str:
     return _approval_edge(form, "ends_at", after=False)
 
 
-def _next_approved_start(form: Form) -> str:
-    """The start of the pair's next approval after `at`: the first entry after `at` of
-    the pair's approvals by start (a partial index)."""
-    return _approval_edge(form, "starts_at", after=True)
-
-
-Dialect = Literal["postgresql", "sqlite"]
-
-_PLUS_LONGEST_WINDOW: dict[Dialect, str] = {
-    "postgresql": f" + interval '{STORED_WINDOW_MOST // timedelta(seconds=1)} seconds'",
-}
-"""An instant plus the longest stored window, in SQL, where the database has the
-arithmetic (SQLite has no interval type: there the bound is left open above)."""
-
-
-def deciding(form: Form, dialect: Dialect) -> str:
+def deciding(form: Form) -> str:
     """The one permit `rules.evaluate` picks for the pair at `:at` and `:now`
     (docs/RULES.md#check-ranking), as a row source of at most one row: the best permit
     covering `at`, else the next approval to start after it, else the last approval to
@@ -194,25 +179,20 @@ def deciding(form: Form, dialect: Dialect) -> str:
     ids are in the pair's index (`app.permits.models.COVERING_INCLUDE`), so of the
     table only the row that answers is read.
 
-    The next approval and the last are each found in two steps: the instant (its start,
-    its end: the first entry of an index range), then the id among the approvals of
-    that instant, in a range of the pair's (pair, `ends_at`) index bounded by that
-    instant — never the pair's whole index, which PostgreSQL would otherwise read,
-    filtered, for an id and a start asked for at once (it holds both)."""
+    The next approval is the first entry after `at` of the pair's approvals by (start,
+    id), a partial index. The last is found in two steps: its end (the first entry of a
+    range of the pair's (pair, `ends_at`) index, back from `at`), then the id among the
+    approvals ending then, in the range of that one instant — never the pair's whole
+    index, which PostgreSQL would otherwise read, filtered, for an id and an end asked
+    for at once."""
     pair_c, pair_n, pair_l = (_PAIR[form].format(t=t) for t in ("c", "n", "l"))
     best_covering = (
         f"SELECT c.id FROM permits AS c WHERE {pair_c} AND {_COVERS.format(t='c')} "  # noqa: S608
         f"ORDER BY {covering_order('c')} LIMIT 1"
     )
-    # An approval starting at `x.starts_at` ends after it, and within the longest window.
-    ends_then = "n.ends_at > x.starts_at"
-    if dialect in _PLUS_LONGEST_WINDOW:
-        ends_then += f" AND n.ends_at <= x.starts_at{_PLUS_LONGEST_WINDOW[dialect]}"
     next_approval = (
-        f"SELECT n.id FROM ({_next_approved_start(form)}) AS x "  # noqa: S608
-        f"JOIN permits AS n ON {pair_n} AND n.status = 'approved' "
-        f"AND n.starts_at = x.starts_at AND {ends_then} "
-        f"ORDER BY {', '.join(f'n.{c}' for c in NEXT_TO_START)} LIMIT 1"
+        f"SELECT n.id FROM permits AS n WHERE {pair_n} AND n.status = 'approved' "  # noqa: S608
+        f"AND n.starts_at > :at ORDER BY {', '.join(f'n.{c}' for c in NEXT_TO_START)} LIMIT 1"
     )
     last_approval = (
         f"SELECT l.id FROM permits AS l WHERE {pair_l} AND l.status = 'approved' "  # noqa: S608
@@ -266,7 +246,7 @@ def kept_until(form: Form) -> str:
 _CALLER_MAY_DECIDE = may_decide(":caller", ":now")
 
 
-def statement(form: Form, dialect: Dialect, *, kept: bool = False) -> str:
+def statement(form: Form, *, kept: bool = False) -> str:
     """The statement of a form; built only from the constants above, values are parameters.
     Its permits: the one that answers (`deciding`), or with `kept` what a `Kept` reading
     holds (`candidates`) and when it stops holding (`kept_until`)."""
@@ -289,7 +269,7 @@ def statement(form: Form, dialect: Dialect, *, kept: bool = False) -> str:
         f"{subject_joins}"
         "LEFT JOIN api_keys AS k ON k.id = :key_id "
         "LEFT JOIN employees AS c ON c.nip = :caller "
-        f"LEFT JOIN ({candidates(form) if kept else deciding(form, dialect)}) AS p ON 1 = 1"
+        f"LEFT JOIN ({candidates(form) if kept else deciding(form)}) AS p ON 1 = 1"
     )
 
 
@@ -426,9 +406,8 @@ class CheckReader:
         # False (or a database that cannot say what was committed): every check reads.
         self._keep = keep and raw.version() is not None
         # The deciding row; where readings are kept, the reading a `Kept` holds.
-        dialect: Dialect = "postgresql" if isinstance(raw, PostgresReader) else "sqlite"
         self._statements = {
-            form: Statement(statement(form, dialect, kept=self._keep), PARAMETERS)
+            form: Statement(statement(form, kept=self._keep), PARAMETERS)
             for form in ("employee", "channel")
         }
         self._kept: dict[tuple[Pair, str | None, str | None], Kept] = {}

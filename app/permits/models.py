@@ -72,12 +72,14 @@ class Permit(Base):
             )
             for name, pair in CHECK_PAIRS
         ),
-        # Its next approval to start after an instant: the first entry of a range.
+        # Its next approval to start after an instant, ties by id (`rules.NEXT_TO_START`):
+        # the first entry of a range.
         *(
             Index(
                 f"ix_permits_{name}_approved_starts",
                 *pair,
                 "starts_at",
+                "id",
                 postgresql_where=text("status = 'approved'"),
                 sqlite_where=text("status = 'approved'"),
             )
