@@ -137,12 +137,12 @@ class ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def write_line(self, line: str) -> None:
         """Out with the lines of the moment: one write for all that wait, once they fill
         `PIPE_BUF` bytes or `WRITE_AFTER` seconds after the first of them (a write a line
-        was a third of the access log's cost; one at each turn of the event loop, a sixth:
-        bench/README.md, "ninth round"); at once where no loop runs. A write holds at most
-        `PIPE_BUF` bytes (a longer line goes alone), so the workers' writes to one pipe
-        never interleave inside a line. Any other record of this handler, a flush (the
-        service's shutdown and `logging.shutdown` at exit make one) and its close write
-        them first, so its lines keep their order."""
+        was a third of the access log's cost, and one at each turn of the event loop still
+        ≈ 3 µs a turn: bench/README.md, "ninth round"); at once where no loop runs. A
+        write holds at most `PIPE_BUF` bytes (a longer line goes alone), so the workers'
+        writes to one pipe never interleave inside a line. Any other record of this
+        handler, a flush (the service's shutdown and `logging.shutdown` at exit make one)
+        and its close write them first, so its lines keep their order."""
         with self.lock:  # type: ignore[union-attr]
             self._add_line(line)
 
