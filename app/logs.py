@@ -34,7 +34,7 @@ from app.requestctx import current_request_id
 ACCESS_LOG = logging.getLogger("app.access")
 _ACCESS_MESSAGE = "%s %s %d %.1fms"
 WRITE_AFTER = 0.01
-"""Seconds an access line waits, at most, for others to go out with it (`write_line`)."""
+"""Seconds an access line waits, at most, for others to go out with it (`add_line`)."""
 
 
 class RequestIdFilter(logging.Filter):
@@ -134,19 +134,16 @@ class ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
         formatter: _TextFormatter = self.formatter  # type: ignore[assignment]
         return formatter.access_text(created, request_id, method, path, status, duration_ms)
 
-    def write_line(self, line: str) -> None:
-        """Out with the lines of the moment: one write for all that wait, once they fill
-        `PIPE_BUF` bytes or `WRITE_AFTER` seconds after the first of them (a write a line
-        was a third of the access log's cost, and one at each turn of the event loop still
-        ≈ 3 µs a turn: bench/README.md, "ninth round"); at once where no loop runs. A
-        write holds at most `PIPE_BUF` bytes (a longer line goes alone), so the workers'
-        writes to one pipe never interleave inside a line. Any other record of this
-        handler, a flush (the service's shutdown and `logging.shutdown` at exit make one)
-        and its close write them first, so its lines keep their order."""
-        with self.lock:  # type: ignore[union-attr]
-            self._add_line(line)
-
-    def _add_line(self, line: str) -> None:
+    def add_line(self, line: str) -> None:
+        """Out with the lines of the moment, with `self.lock` held by the caller: one write
+        for all that wait, once they fill `PIPE_BUF` bytes or `WRITE_AFTER` seconds after
+        the first of them (a write a line was a third of the access log's cost, and one at
+        each turn of the event loop still ≈ 3 µs a turn: bench/README.md, "ninth round");
+        at once where no loop runs. A write holds at most `PIPE_BUF` bytes (a longer line
+        goes alone), so the workers' writes to one pipe never interleave inside a line.
+        Any other record of this handler, a flush (the service's shutdown and
+        `logging.shutdown` at exit make one) and its close write them first, so its lines
+        keep their order."""
         size = len(line) + 1 if line.isascii() else len(line.encode()) + 1
         if self._pending_size + size > select.PIPE_BUF:
             self.write_pending()
@@ -169,7 +166,7 @@ class ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 self.stream.flush()
 
     def _write_when_due(self) -> None:
-        """The write `_add_line` scheduled: whatever waits goes out (lines written sooner,
+        """The write `add_line` scheduled: whatever waits goes out (lines written sooner,
         having filled `PIPE_BUF`, are gone already), and the next line schedules the next."""
         with self.lock:  # type: ignore[union-attr]
             self._scheduled_on = None
@@ -246,7 +243,7 @@ def log_access(
                     current_request_id() or "-",
                     *(method, path, route, status, duration_ms, principal),
                 )
-                handler._add_line(line)
+                handler.add_line(line)
             return
         except Exception:  # noqa: S110 - logging's own path reports what failed
             pass
@@ -258,7 +255,7 @@ def log_access(
 
 
 def write_waiting_lines() -> None:
-    """Out with the access lines still waiting (`ServiceHandler.write_line`): the service's
+    """Out with the access lines still waiting (`ServiceHandler.add_line`): the service's
     shutdown, which may end before their write is due."""
     for handler in logging.root.handlers:
         if isinstance(handler, ServiceHandler):
@@ -274,10 +271,9 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     logging.logProcesses = False
     logging.logMultiprocessing = False
     root = logging.getLogger()
+    write_waiting_lines()  # the old handler's, before the new handler's
     for existing in list(root.handlers):
         if isinstance(existing, ServiceHandler):
-            with contextlib.suppress(OSError, ValueError):  # a stream closed meanwhile
-                existing.flush()  # its pending access lines, before the new handler's
             root.removeHandler(existing)
     root.addHandler(ServiceHandler(log_format))
     root.setLevel(level)

@@ -215,5 +215,5 @@ def _request_headers(scope: Scope) -> tuple[str | None, str | None]:
         elif key == b"content-length" and declared is None:
             declared = value.decode("latin-1")
     if request_id is not None and not _VALID_REQUEST_ID.match(request_id):
-        request_id = None
-    return request_id or None, declared
+        request_id = None  # an empty one included
+    return request_id, declared

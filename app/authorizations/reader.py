@@ -148,23 +148,16 @@ def _part(where: str, order: str, limit: int) -> str:
 _COVERS = "{t}.ends_at > :at AND {t}.ends_at <= :reach AND NOT {t}.starts_at > :at"
 
 
-def _approval_edge(form: Form, column: str, after: bool) -> str:
-    """The first `column` (`starts_at` or `ends_at`) of the pair's approvals after `at`
-    (`after`), or the last at or before it: the first entry of an index range. Its ties
-    are then taken by id: both follow an index, where one ORDER BY of both could read or
-    sort every approval of the pair's history."""
-    pair_q = _PAIR[form].format(t="q")
-    side, order = ("> :at", "") if after else ("<= :at", " DESC")
-    return (
-        f"SELECT q.{column} FROM permits AS q WHERE {pair_q} AND q.status = 'approved' "  # noqa: S608
-        f"AND q.{column} {side} ORDER BY q.{column}{order} LIMIT 1"
-    )
-
-
 def _last_approved_end(form: Form) -> str:
-    """The end of the pair's last approval by `at` (the approvals by end are a range of
-    the pair's (pair, `ends_at`) index)."""
-    return _approval_edge(form, "ends_at", after=False)
+    """The end of the pair's last approval by `at`: the first entry of a range of the
+    pair's (pair, `ends_at`) index, back from `at`. Its ties are then taken by id (both
+    follow an index, where one ORDER BY of both could read or sort every approval of
+    the pair's history)."""
+    pair_q = _PAIR[form].format(t="q")
+    return (
+        f"SELECT q.ends_at FROM permits AS q WHERE {pair_q} AND q.status = 'approved' "  # noqa: S608
+        "AND q.ends_at <= :at ORDER BY q.ends_at DESC LIMIT 1"
+    )
 
 
 def deciding(form: Form) -> str:
