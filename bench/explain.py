@@ -182,11 +182,11 @@ async def cpu_per_read(raw: RawReader, seeded: Seeded, at: datetime) -> dict[str
             for i in range(calls):
                 await read(i)
             elapsed, after = time.perf_counter() - started, watch.read()
-        done = calls * per_call
+        done, spent = calls * per_call, watch.spent(before, after)
         figures[label] = {
             "wall_us": round(elapsed / done * 1e6, 1),
-            "client_cpu_us": round((after["server"] - before["server"]) / done * 1e6, 1),
-            "database_cpu_us": round((after["database"] - before["database"]) / done * 1e6, 1),
+            "client_cpu_us": round(spent["server"] / done * 1e6, 1),
+            "database_cpu_us": round(spent["database"] / done * 1e6, 1),
         }
     return figures
 

@@ -234,25 +234,57 @@ def _cpu_seconds(pid: int) -> float:
 class CpuWatch:
     """CPU time spent by the server under test (with its worker processes; or several
     servers) and by PostgreSQL's processes, between two readings; with `gc_dir` (`--gc`),
-    also the time the server's garbage collector took (`bench/gc_watch.py`)."""
+    also the time the server's garbage collector took (`bench/gc_watch.py`).
+
+    Counted process by process: one that ended between the readings is left out (its time
+    is gone from /proc with it), one that started counts from zero. (Summed over the
+    processes at each reading, a database connection closed during a run made the
+    database's figure negative.)"""
 
     def __init__(self, *server_pids: int, gc_dir: Path | None = None) -> None:
         self.server_pids = server_pids
         self.gc_dir = gc_dir
 
-    def read(self) -> dict[str, float]:
+    def read(self) -> dict[str, dict[int, float]]:
+        """CPU seconds so far of each process of each part (`gc`: one entry, 0)."""
         processes = _processes()
         tree = set(self.server_pids)
         for _ in range(3):  # taskset → uvicorn → its workers
             tree |= {pid for pid, parent, _ in processes if parent in tree}
         database = [pid for pid, _, name in processes if name == "postgres"]
-        spent = {
-            "server": sum(_cpu_seconds(pid) for pid in tree),
-            "database": sum(_cpu_seconds(pid) for pid in database),
+        seconds = {
+            "server": {pid: _cpu_seconds(pid) for pid in tree},
+            "database": {pid: _cpu_seconds(pid) for pid in database},
         }
         if self.gc_dir is not None:
-            spent["gc"] = gc_totals(self.gc_dir)["gc_seconds"]
-        return spent
+            seconds["gc"] = {0: gc_totals(self.gc_dir)["gc_seconds"]}
+        return seconds
+
+    @staticmethod
+    def spent(
+        before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]
+    ) -> dict[str, float]:
+        """CPU seconds of each part between two readings, over the processes alive at the
+        second."""
+        return {
+            part: sum(now - before[part].get(pid, 0.0) for pid, now in processes.items())
+            for part, processes in after.items()
+        }
+
+
+WRK_TIMEOUT_SECONDS = 30
+"""A request unanswered this long counts as an error (and as a latency of this long)."""
+
+
+def cpu_model() -> str:
+    """The processor's name as the kernel reports it (Linux), or the machine's type."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def run_wrk(
@@ -283,6 +315,9 @@ def run_wrk(
                         "-t1",
                         f"-c{each}",
                         f"-d{duration}s",
+                        # wrk's own default (2 s) counts a slow answer as an error: drawing
+                        # a QR code takes tens of ms, so 32 connections queue for seconds.
+                        *("--timeout", f"{WRK_TIMEOUT_SECONDS}s"),
                         "--latency",
                         "-s",
                         f"{script}",
@@ -312,9 +347,7 @@ def run_wrk(
         "p99_ms": max(p["p99_ms"] for p in parts),
     }
     if watch and result["requests"]:
-        after = watch.read()
-        for part in after:
-            spent = after[part] - before[part]
+        for part, spent in watch.spent(before, watch.read()).items():
             result[f"{part}_cpu_us_per_request"] = round(spent / result["requests"] * 1e6, 1)
     return result
 
@@ -734,6 +767,7 @@ def main() -> None:
     report: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {CPUS} cores, Python {platform.python_version()}",
+        "cpu": cpu_model(),
         "permits": args.permits,
         "connections": args.connections,
         "seconds": args.duration,
