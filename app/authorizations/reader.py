@@ -134,10 +134,11 @@ PARAMETERS = {
 }
 
 
-def _part(where: str, order: str, limit: int) -> str:
+def _part(selection: str, limit: int) -> str:
+    """The first `limit` permits of `selection` (a condition on `p` and its order)."""
     return (
-        f"SELECT * FROM (SELECT {_PERMIT} FROM permits AS p WHERE {where} "  # noqa: S608
-        f"ORDER BY {order} LIMIT {limit}) AS part"
+        f"SELECT * FROM (SELECT {_PERMIT} FROM permits AS p WHERE {selection} "  # noqa: S608
+        f"LIMIT {limit}) AS part"
     )
 
 
@@ -160,6 +161,26 @@ def _last_approved_end(form: Form) -> str:
     )
 
 
+def _approved_next(form: Form, table: str) -> str:
+    """The pair's approvals to start after `at`, in `rules.evaluate`'s order for the next
+    to start (`NEXT_TO_START`): the first entry of the pair's approvals by (start, id)."""
+    return (
+        f"{_PAIR[form].format(t=table)} AND {table}.status = 'approved' "
+        f"AND {table}.starts_at > :at ORDER BY "
+        + ", ".join(f"{table}.{column}" for column in NEXT_TO_START)
+    )
+
+
+def _approved_last(form: Form, table: str) -> str:
+    """The pair's approvals ending at the last approved end by `at`, in `rules.evaluate`'s
+    order for the last to end (`LAST_TO_END`, descending)."""
+    return (
+        f"{_PAIR[form].format(t=table)} AND {table}.status = 'approved' "
+        f"AND {table}.ends_at = ({_last_approved_end(form)}) ORDER BY "
+        + ", ".join(f"{table}.{column} DESC" for column in LAST_TO_END)
+    )
+
+
 def deciding(form: Form) -> str:
     """The one permit `rules.evaluate` picks for the pair at `:at` and `:now`
     (docs/RULES.md#check-ranking), as a row source of at most one row: the best permit
@@ -178,20 +199,13 @@ def deciding(form: Form) -> str:
     approvals ending then, in the range of that one instant — never the pair's whole
     index, which PostgreSQL would otherwise read, filtered, for an id and an end asked
     for at once."""
-    pair_c, pair_n, pair_l = (_PAIR[form].format(t=t) for t in ("c", "n", "l"))
+    pair_c = _PAIR[form].format(t="c")
     best_covering = (
         f"SELECT c.id FROM permits AS c WHERE {pair_c} AND {_COVERS.format(t='c')} "  # noqa: S608
         f"ORDER BY {covering_order('c')} LIMIT 1"
     )
-    next_approval = (
-        f"SELECT n.id FROM permits AS n WHERE {pair_n} AND n.status = 'approved' "  # noqa: S608
-        f"AND n.starts_at > :at ORDER BY {', '.join(f'n.{c}' for c in NEXT_TO_START)} LIMIT 1"
-    )
-    last_approval = (
-        f"SELECT l.id FROM permits AS l WHERE {pair_l} AND l.status = 'approved' "  # noqa: S608
-        f"AND l.ends_at = ({_last_approved_end(form)}) "
-        f"ORDER BY {', '.join(f'l.{c} DESC' for c in LAST_TO_END)} LIMIT 1"
-    )
+    next_approval = f"SELECT n.id FROM permits AS n WHERE {_approved_next(form, 'n')} LIMIT 1"  # noqa: S608
+    last_approval = f"SELECT l.id FROM permits AS l WHERE {_approved_last(form, 'l')} LIMIT 1"  # noqa: S608
     return (
         f"SELECT {_PERMIT} FROM permits AS p "  # noqa: S608
         f"WHERE p.id = COALESCE(({best_covering}), ({next_approval}), ({last_approval}))"
@@ -206,19 +220,11 @@ def candidates(form: Form) -> str:
     return " UNION ALL ".join(
         [
             # docs/RULES.md#check-ranking (1): the permits covering `at`, best first.
-            _part(f"{pair} AND {_COVERS.format(t='p')}", covering_order("p"), LIVE),
+            _part(f"{pair} AND {_COVERS.format(t='p')} ORDER BY {covering_order('p')}", LIVE),
             # (2): the next approved permit to start (the first entry after `at` of the
             # pair's approvals by start, a partial index), and the last approved to end.
-            _part(
-                f"{pair} AND p.status = 'approved' AND p.starts_at > :at",
-                ", ".join(f"p.{column}" for column in NEXT_TO_START),
-                1,
-            ),
-            _part(
-                f"{pair} AND p.ends_at = ({_last_approved_end(form)}) AND p.status = 'approved'",
-                ", ".join(f"p.{column} DESC" for column in LAST_TO_END),
-                1,
-            ),
+            _part(_approved_next(form, "p"), 1),
+            _part(_approved_last(form, "p"), 1),
         ]
     )
 
